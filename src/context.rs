@@ -1,0 +1,283 @@
+//! The current span and tags, carried in task-local storage.
+//!
+//! spanbus keeps one [`Context`] per thread: the span that is current and the tags that are
+//! active. A spanned or tagged future swaps its own context in for the duration of each poll and
+//! swaps the previous one back afterwards — even when the poll panics — so the context follows the
+//! future across every `.await` and every worker thread the task migrates to, and never leaks into
+//! other tasks polled on the same thread. The closure forms ([`Context::in_scope`],
+//! [`Span::in_scope`](crate::Span::in_scope)) do the same around one call, which is how sync code
+//! outside any task sees the span it runs in.
+//!
+//! # Reading the current context
+//!
+//! ```
+//! use spanbus::{Context, current_span};
+//!
+//! assert!(current_span().is_none());
+//! let ctx = Context::current().with_tags([("user", "alice")]);
+//! ctx.in_scope(|| {
+//!     assert_eq!(Context::current().tags()["user"], "alice");
+//! });
+//! ```
+//!
+//! # Tag scopes
+//!
+//! Tags of nested scopes merge; on a key present in both, the inner scope wins. Every record
+//! emitted inside a scope carries the merged tags, and a span snapshots them when it is entered.
+//!
+//! ```
+//! use spanbus::{Context, with_tags};
+//!
+//! # tokio_test_block_on(async {
+//! with_tags([("tenant", "acme"), ("tier", "free")], async {
+//!     with_tags([("tier", "pro")], async {
+//!         let tags = Context::current().tags().clone();
+//!         assert_eq!(tags["tenant"], "acme");
+//!         assert_eq!(tags["tier"], "pro");
+//!     })
+//!     .await;
+//! })
+//! .await;
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::id::{SpanId, TraceId};
+use crate::record::Tags;
+
+/// Where a span sits: its trace and its own id.
+///
+/// Records carry the `SpanContext` of the span they belong to. It is `Copy` and 24 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SpanContext {
+    trace_id: TraceId,
+    span_id: SpanId,
+}
+
+impl SpanContext {
+    /// A span context from its parts.
+    pub fn new(trace_id: TraceId, span_id: SpanId) -> Self {
+        SpanContext { trace_id, span_id }
+    }
+
+    /// The trace the span belongs to.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// The span's id.
+    pub fn span_id(&self) -> SpanId {
+        self.span_id
+    }
+}
+
+/// The current span and the active tags, as a value.
+///
+/// Capture it with [`Context::current`], carry it anywhere (it is `Send + Sync` and cheap to
+/// clone), and make it current again with [`Context::in_scope`] or [`Context::attach`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    pub(crate) span: Option<SpanContext>,
+    pub(crate) tags: Option<Arc<Tags>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Context> = const { RefCell::new(Context { span: None, tags: None }) };
+}
+
+static NO_TAGS: Tags = Tags::new();
+
+impl Context {
+    /// The context current on this thread: inside a spanned future or closure, that span and
+    /// its tags; elsewhere, empty.
+    pub fn current() -> Context {
+        CURRENT.try_with(|c| c.borrow().clone()).unwrap_or_default()
+    }
+
+    /// An empty context: no span and no tags.
+    pub fn empty() -> Context {
+        Context::default()
+    }
+
+    /// The current span, if any.
+    pub fn span(&self) -> Option<SpanContext> {
+        self.span
+    }
+
+    /// The active tags.
+    pub fn tags(&self) -> &Tags {
+        self.tags.as_deref().unwrap_or(&NO_TAGS)
+    }
+
+    /// This context with `span` as its current span.
+    pub fn with_span(mut self, span: Option<SpanContext>) -> Context {
+        self.span = span;
+        self
+    }
+
+    /// This context with `tags` merged into its tags; a key already present is overwritten.
+    pub fn with_tags<K, V>(mut self, tags: impl IntoIterator<Item = (K, V)>) -> Context
+    where
+        K: Into<String>,
+        V: Into<Value>,
+    {
+        let mut iter = tags.into_iter().peekable();
+        if iter.peek().is_some() {
+            let merged = Arc::make_mut(self.tags.get_or_insert_with(Default::default));
+            merged.extend(iter.map(|(k, v)| (k.into(), v.into())));
+        }
+        self
+    }
+
+    /// Runs `f` with this context current on this thread, then restores the previous one.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let mut ctx = self.clone();
+        let _guard = Swap::new(&mut ctx);
+        f()
+    }
+
+    /// Wraps `future` so that this context is current during each of its polls.
+    pub fn attach<F: Future>(self, future: F) -> WithContext<F> {
+        WithContext {
+            inner: future,
+            ctx: self,
+            delta: None,
+        }
+    }
+}
+
+/// The span current on this thread, if any.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(spanbus::current_span(), None);
+/// ```
+pub fn current_span() -> Option<SpanContext> {
+    CURRENT.try_with(|c| c.borrow().span).ok().flatten()
+}
+
+/// The current span and the active tags (shared), in one thread-local access.
+pub(crate) fn current_parts() -> (Option<SpanContext>, Option<Arc<Tags>>) {
+    CURRENT
+        .try_with(|c| {
+            let c = c.borrow();
+            (c.span, c.tags.clone())
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `future` with `tags` merged into the current tags (inner keys win).
+///
+/// The tags are merged into the context current at the future's first poll, so spans and tag
+/// scopes nest the way the futures are awaited.
+pub fn with_tags<F, K, V>(tags: impl IntoIterator<Item = (K, V)>, future: F) -> WithContext<F>
+where
+    F: Future,
+    K: Into<String>,
+    V: Into<Value>,
+{
+    WithContext {
+        inner: future,
+        ctx: Context::empty(),
+        delta: Some(
+            tags.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        ),
+    }
+}
+
+/// Runs `f` with `tags` merged into the current tags (inner keys win).
+///
+/// # Examples
+///
+/// ```
+/// let tier = spanbus::tags_in_scope([("tier", "pro")], || {
+///     spanbus::Context::current().tags()["tier"].clone()
+/// });
+/// assert_eq!(tier, "pro");
+/// ```
+pub fn tags_in_scope<R, K, V>(tags: impl IntoIterator<Item = (K, V)>, f: impl FnOnce() -> R) -> R
+where
+    K: Into<String>,
+    V: Into<Value>,
+{
+    Context::current().with_tags(tags).in_scope(f)
+}
+
+/// Swaps a context into the thread-local slot for as long as it lives, then swaps it back.
+///
+/// Restoring happens in `Drop`, so a panic inside the scope cannot leave a foreign context
+/// behind on the thread.
+pub(crate) struct Swap<'a> {
+    ctx: &'a mut Context,
+}
+
+impl<'a> Swap<'a> {
+    pub(crate) fn new(ctx: &'a mut Context) -> Self {
+        let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), ctx));
+        Swap { ctx }
+    }
+}
+
+impl Drop for Swap<'_> {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), self.ctx));
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future that runs with a [`Context`] current during each poll.
+    ///
+    /// Made by [`Context::attach`] and [`with_tags`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct WithContext<F> {
+        #[pin]
+        inner: F,
+        ctx: Context,
+        // Tags to merge into the context current at the first poll (a tag scope).
+        delta: Option<Vec<(String, Value)>>,
+    }
+}
+
+impl<F: Future> Future for WithContext<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if let Some(delta) = this.delta.take() {
+            *this.ctx = Context::current().with_tags(delta);
+        }
+        let _guard = Swap::new(this.ctx);
+        this.inner.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_a_scope_restores_the_previous_context() {
+        let outer = Context::empty().with_tags([("k", "outer")]);
+        outer.in_scope(|| {
+            let inner = Context::current().with_tags([("k", "inner")]);
+            let r = std::panic::catch_unwind(|| inner.in_scope(|| panic!("boom")));
+            assert!(r.is_err());
+            assert_eq!(Context::current().tags()["k"], "outer");
+        });
+        assert!(Context::current().tags().is_empty());
+    }
+}

@@ -1,0 +1,914 @@
+//! Dispatchers: named nodes that emit records to their handlers and their ancestors' handlers.
+//!
+//! # The hierarchy
+//!
+//! Dispatchers form a tree by dotted names, like Python's `logging`: `app.retriever`'s parent is
+//! the nearest registered ancestor (`app` if it exists), else the registry's root. A record
+//! emitted on a dispatcher goes to that dispatcher's handlers, then its parent's, and so on,
+//! stopping after a dispatcher whose `propagate` is false (the root's is). See
+//! [`Registry`](crate::Registry) for how names are resolved and re-linked.
+//!
+//! # The flow of a record
+//!
+//! 1. An emitter calls [`Dispatcher::event`] (or enters a span). If no handler on the chain
+//!    listens, nothing is built: the check is two atomic loads.
+//! 2. The record is built once — id, timestamp, current span and tags from the task-local
+//!    [`Context`](crate::Context), the dispatcher's name — and shared behind an `Arc`.
+//! 3. It is pushed onto the bounded broadcast channel of each dispatcher on the chain that has
+//!    handlers (see [`channel`](crate#delivery)).
+//! 4. Each handler's task takes it, in emit order, and calls the handler.
+//!
+//! The set of channels a dispatcher reaches is cached and recomputed only after the topology
+//! changed (a handler added or removed, a dispatcher created, a `propagate` flag flipped).
+//!
+//! # Examples
+//!
+//! ```
+//! use serde::Serialize;
+//! use spanbus::{Dispatcher, Event, EventHandler, Record};
+//!
+//! #[derive(Serialize)]
+//! struct Hello;
+//! impl Event for Hello {
+//!     const NAME: &'static str = "Hello";
+//! }
+//!
+//! struct Print;
+//! impl EventHandler for Print {
+//!     async fn handle(&mut self, record: &Record) {
+//!         println!("{} from {}", record.class_name(), record.dispatcher());
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = Dispatcher::new("app")?;
+//! app.add_event_handler(Print)?;
+//! app.event(Hello).await?;
+//! app.flush().await; // Print has handled Hello
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::future::{Future, IntoFuture};
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::task::Poll;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::channel::{Channel, Push, ReaderId};
+use crate::context::{self, SpanContext};
+use crate::error::{EmitError, HandlerError, NameError};
+use crate::event::Event;
+use crate::events::SpanDropEvent;
+use crate::handler::{
+    self, Counters, EventHandler, Events, Handler, HandlerId, HandlerOptions, HandlerStats,
+    SpanHandler, Spans,
+};
+use crate::record::{DropReason, Record, RecordKind, SpanDrop, Tags};
+use crate::shutdown::{HandlerReport, ShutdownReport};
+use crate::span::Span;
+
+/// The default capacity of a dispatcher's channel, in records.
+pub const DEFAULT_CAPACITY: usize = 4096;
+
+/// Bumped on every change that can alter which channels a dispatcher reaches.
+static TOPOLOGY: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn topology_changed() {
+    TOPOLOGY.fetch_add(1, Ordering::AcqRel);
+}
+
+static NEXT_HANDLER: AtomicU64 = AtomicU64::new(1);
+
+/// `route` bits: the low two bits of the cached tag.
+const LIVE: u64 = 1;
+const SHUT: u64 = 2;
+
+/// A named node of the hierarchy that emits events and span signals.
+///
+/// Cloning is cheap and gives another handle to the same dispatcher.
+#[derive(Clone)]
+pub struct Dispatcher(Arc<Inner>);
+
+struct Inner {
+    name: Arc<str>,
+    parent: RwLock<Option<Dispatcher>>,
+    propagate: AtomicBool,
+    capacity: usize,
+    /// `(topology generation << 2) | SHUT | LIVE`, as of the last refresh of `targets`.
+    route: AtomicU64,
+    targets: RwLock<Arc<[Arc<Channel>]>>,
+    hub: Mutex<Hub>,
+    open: OpenSpans,
+    shut_down: AtomicBool,
+    spans_dropped_at_shutdown: AtomicU64,
+    report: tokio::sync::OnceCell<ShutdownReport>,
+}
+
+/// The dispatcher's own handlers and the channel they read.
+#[derive(Default)]
+struct Hub {
+    channel: Option<Arc<Channel>>,
+    handlers: Vec<Attached>,
+}
+
+struct Attached {
+    id: HandlerId,
+    name: String,
+    reader: ReaderId,
+    counters: Arc<Counters>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("name", &self.name())
+            .field("parent", &self.parent().map(|p| p.0.name.clone()))
+            .field("propagate", &self.propagate())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Dispatcher {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Dispatcher {}
+
+/// Builds a dispatcher outside the registry, with an explicit parent and settings.
+///
+/// # Examples
+///
+/// ```
+/// use spanbus::Dispatcher;
+///
+/// let parent = Dispatcher::new("pipeline")?;
+/// let child = Dispatcher::builder("pipeline.llm").parent(&parent).build()?;
+/// assert_eq!(child.parent(), Some(parent));
+/// # Ok::<(), spanbus::NameError>(())
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct DispatcherBuilder {
+    name: String,
+    parent: Option<Dispatcher>,
+    propagate: bool,
+    capacity: usize,
+}
+
+impl DispatcherBuilder {
+    /// The parent that records propagate to.
+    pub fn parent(mut self, parent: &Dispatcher) -> Self {
+        self.parent = Some(parent.clone());
+        self
+    }
+
+    /// Whether records go on to the parent's handlers (default `true`).
+    pub fn propagate(mut self, propagate: bool) -> Self {
+        self.propagate = propagate;
+        self
+    }
+
+    /// The capacity of the dispatcher's channel (default [`DEFAULT_CAPACITY`]).
+    pub fn capacity(mut self, capacity: NonZeroUsize) -> Self {
+        self.capacity = capacity.get();
+        self
+    }
+
+    /// Builds the dispatcher.
+    ///
+    /// # Errors
+    ///
+    /// [`NameError`] when the name is not a valid dotted name.
+    pub fn build(self) -> Result<Dispatcher, NameError> {
+        crate::registry::validate_name(&self.name)?;
+        Ok(Dispatcher::from_parts(
+            &self.name,
+            self.parent,
+            self.propagate,
+            self.capacity,
+        ))
+    }
+}
+
+impl Dispatcher {
+    /// A standalone dispatcher with no parent, outside any registry.
+    ///
+    /// # Errors
+    ///
+    /// [`NameError`] when the name is not a valid dotted name.
+    pub fn new(name: &str) -> Result<Dispatcher, NameError> {
+        Dispatcher::builder(name).build()
+    }
+
+    /// A builder for a standalone dispatcher.
+    pub fn builder(name: &str) -> DispatcherBuilder {
+        DispatcherBuilder {
+            name: name.to_owned(),
+            parent: None,
+            propagate: true,
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+
+    pub(crate) fn from_parts(
+        name: &str,
+        parent: Option<Dispatcher>,
+        propagate: bool,
+        capacity: usize,
+    ) -> Dispatcher {
+        topology_changed();
+        Dispatcher(Arc::new(Inner {
+            name: Arc::from(name),
+            parent: RwLock::new(parent),
+            propagate: AtomicBool::new(propagate),
+            capacity,
+            route: AtomicU64::new(0),
+            targets: RwLock::new(Arc::from(Vec::new())),
+            hub: Mutex::new(Hub::default()),
+            open: OpenSpans::default(),
+            shut_down: AtomicBool::new(false),
+            spans_dropped_at_shutdown: AtomicU64::new(0),
+            report: tokio::sync::OnceCell::new(),
+        }))
+    }
+
+    /// The dispatcher's dotted name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The dispatcher records propagate to, if any.
+    pub fn parent(&self) -> Option<Dispatcher> {
+        read(&self.0.parent).clone()
+    }
+
+    pub(crate) fn set_parent(&self, parent: Option<Dispatcher>) {
+        *write(&self.0.parent) = parent;
+        topology_changed();
+    }
+
+    /// Whether records go on to the parent's handlers.
+    pub fn propagate(&self) -> bool {
+        self.0.propagate.load(Ordering::Acquire)
+    }
+
+    /// Sets whether records go on to the parent's handlers.
+    pub fn set_propagate(&self, propagate: bool) {
+        self.0.propagate.store(propagate, Ordering::Release);
+        topology_changed();
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun.
+    pub fn is_shut_down(&self) -> bool {
+        self.0.shut_down.load(Ordering::Acquire)
+    }
+
+    /// Starts emitting `event`: `.await` it to wait for room in lossless channels, or call
+    /// [`Emit::now`] from sync code. Nothing is built when no handler listens.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::Serialize;
+    /// # #[derive(Serialize)] struct Ping;
+    /// # impl spanbus::Event for Ping { const NAME: &'static str = "Ping"; }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let d = spanbus::Dispatcher::new("net")?;
+    /// d.event(Ping).await?; // async code
+    /// d.event(Ping).tag("attempt", 2).now()?; // sync code: never waits
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn event<E: Event>(&self, event: E) -> Emit<'_, E> {
+        Emit {
+            dispatcher: self,
+            event,
+            span: None,
+            tags: None,
+        }
+    }
+
+    /// A span named `name` on this dispatcher, to wrap a future, a closure, or enter by hand.
+    pub fn span(&self, name: impl Into<std::borrow::Cow<'static, str>>) -> Span {
+        Span::new(self.clone(), name.into())
+    }
+
+    // ---- routing ------------------------------------------------------------------------
+
+    /// The route bits (`LIVE`, `SHUT`), refreshing the cached targets if the topology changed.
+    #[inline]
+    fn route(&self) -> u64 {
+        let generation = TOPOLOGY.load(Ordering::Acquire);
+        let route = self.0.route.load(Ordering::Acquire);
+        if route >> 2 == generation {
+            route & 3
+        } else {
+            self.refresh(generation)
+        }
+    }
+
+    #[cold]
+    fn refresh(&self, generation: u64) -> u64 {
+        let mut targets = write(&self.0.targets);
+        let shut = self.is_shut_down();
+        let channels = if shut {
+            Vec::new()
+        } else {
+            self.chain_channels()
+        };
+        let bits = if shut { SHUT } else { 0 } | if channels.is_empty() { 0 } else { LIVE };
+        *targets = channels.into();
+        self.0
+            .route
+            .store((generation << 2) | bits, Ordering::Release);
+        bits
+    }
+
+    /// The open channels with readers on the propagation chain from here up.
+    fn chain_channels(&self) -> Vec<Arc<Channel>> {
+        let mut channels = Vec::new();
+        let mut node = Some(self.clone());
+        let mut hops = 0;
+        while let Some(d) = node {
+            if let Some(ch) = &lock(&d.0.hub).channel
+                && ch.has_readers()
+            {
+                channels.push(Arc::clone(ch));
+            }
+            hops += 1;
+            if !d.propagate() || hops > MAX_DEPTH {
+                break;
+            }
+            node = d.parent();
+        }
+        channels
+    }
+
+    /// Pushes without waiting to every target; used for span signals and sync emission.
+    fn push_now(&self, record: Record) {
+        let record = Arc::new(record);
+        for ch in read(&self.0.targets).iter() {
+            let _ = ch.push_now(Arc::clone(&record));
+        }
+    }
+
+    fn new_record(
+        &self,
+        span: Option<SpanContext>,
+        tags: Option<Arc<Tags>>,
+        kind: RecordKind,
+    ) -> Record {
+        Record::new(span, tags, Arc::clone(&self.0.name), kind)
+    }
+
+    // ---- spans (used by `span.rs`) ------------------------------------------------------
+
+    /// Emits a span enter and tracks the span as open; returns whether it is tracked.
+    pub(crate) fn enter_span(
+        &self,
+        ctx: SpanContext,
+        tags: Option<Arc<Tags>>,
+        enter: crate::record::SpanEnter,
+    ) -> bool {
+        if self.route() != LIVE {
+            return false;
+        }
+        self.0.open.insert(ctx, tags.clone());
+        self.push_now(self.new_record(Some(ctx), tags, RecordKind::SpanEnter(enter)));
+        true
+    }
+
+    /// Emits the exit of a tracked span, unless shutdown already dropped it.
+    pub(crate) fn exit_span(&self, ctx: SpanContext, tags: Option<Arc<Tags>>) {
+        if self.0.open.remove(ctx) {
+            self.route();
+            let exit = crate::record::SpanExit { id: ctx.span_id() };
+            self.push_now(self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit)));
+        }
+    }
+
+    /// Emits the drop of a tracked span and its `SpanDropEvent`, unless already dropped.
+    pub(crate) fn drop_span(
+        &self,
+        ctx: SpanContext,
+        tags: Option<Arc<Tags>>,
+        reason: DropReason,
+        message: String,
+    ) {
+        if self.0.open.remove(ctx) {
+            self.route();
+            self.push_drop(ctx, tags, reason, message, None);
+        }
+    }
+
+    fn push_drop(
+        &self,
+        ctx: SpanContext,
+        tags: Option<Arc<Tags>>,
+        reason: DropReason,
+        message: String,
+        to: Option<&[Arc<Channel>]>,
+    ) {
+        let event = SpanDropEvent {
+            err_str: message.clone(),
+        };
+        let drop = SpanDrop {
+            id: ctx.span_id(),
+            reason,
+            message,
+        };
+        let records = [
+            self.new_record(Some(ctx), tags.clone(), RecordKind::SpanDrop(drop)),
+            self.new_record(Some(ctx), tags, RecordKind::Event(Box::new(event))),
+        ];
+        match to {
+            None => records.into_iter().for_each(|r| self.push_now(r)),
+            Some(channels) => {
+                for record in records {
+                    let record = Arc::new(record);
+                    for ch in channels {
+                        let _ = ch.push_now(Arc::clone(&record));
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- handlers -----------------------------------------------------------------------
+
+    /// Adds a [`Handler`] with default options (lossless, named after its type).
+    ///
+    /// # Errors
+    ///
+    /// See [`add_handler_with`](Self::add_handler_with).
+    pub fn add_handler<H: Handler>(&self, handler: H) -> Result<HandlerId, HandlerError> {
+        self.add_handler_with(handler, HandlerOptions::new())
+    }
+
+    /// Adds a [`Handler`], spawning its task on the current tokio runtime. It receives records
+    /// emitted from now on.
+    ///
+    /// # Errors
+    ///
+    /// [`HandlerError::NoRuntime`] outside a tokio runtime, [`HandlerError::ShutDown`] after
+    /// shutdown, [`HandlerError::InvalidOptions`] for a lossy capacity of zero.
+    pub fn add_handler_with<H: Handler>(
+        &self,
+        handler: H,
+        options: HandlerOptions,
+    ) -> Result<HandlerId, HandlerError> {
+        let name = options.resolved_name::<H>();
+        self.attach(handler, name, options)
+    }
+
+    /// Adds an [`EventHandler`] with default options.
+    ///
+    /// # Errors
+    ///
+    /// See [`add_handler_with`](Self::add_handler_with).
+    pub fn add_event_handler<H: EventHandler>(
+        &self,
+        handler: H,
+    ) -> Result<HandlerId, HandlerError> {
+        self.add_event_handler_with(handler, HandlerOptions::new())
+    }
+
+    /// Adds an [`EventHandler`].
+    ///
+    /// # Errors
+    ///
+    /// See [`add_handler_with`](Self::add_handler_with).
+    pub fn add_event_handler_with<H: EventHandler>(
+        &self,
+        handler: H,
+        options: HandlerOptions,
+    ) -> Result<HandlerId, HandlerError> {
+        let name = options.resolved_name::<H>();
+        self.attach(Events(handler), name, options)
+    }
+
+    /// Adds a [`SpanHandler`] with default options.
+    ///
+    /// # Errors
+    ///
+    /// See [`add_handler_with`](Self::add_handler_with).
+    pub fn add_span_handler<H: SpanHandler>(&self, handler: H) -> Result<HandlerId, HandlerError> {
+        self.add_span_handler_with(handler, HandlerOptions::new())
+    }
+
+    /// Adds a [`SpanHandler`].
+    ///
+    /// # Errors
+    ///
+    /// See [`add_handler_with`](Self::add_handler_with).
+    pub fn add_span_handler_with<H: SpanHandler>(
+        &self,
+        handler: H,
+        options: HandlerOptions,
+    ) -> Result<HandlerId, HandlerError> {
+        let name = options.resolved_name::<H>();
+        self.attach(Spans::new(handler), name, options)
+    }
+
+    fn attach<H: Handler>(
+        &self,
+        handler: H,
+        name: String,
+        options: HandlerOptions,
+    ) -> Result<HandlerId, HandlerError> {
+        if options.delivery() == (crate::Delivery::Lossy { capacity: 0 }) {
+            return Err(HandlerError::InvalidOptions(
+                "a lossy capacity must be at least 1",
+            ));
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| HandlerError::NoRuntime)?;
+        let shut_down = || HandlerError::ShutDown {
+            dispatcher: self.name().to_owned(),
+        };
+        let mut hub = lock(&self.0.hub);
+        if self.is_shut_down() {
+            return Err(shut_down());
+        }
+        let channel = Arc::clone(
+            hub.channel
+                .get_or_insert_with(|| Arc::new(Channel::new(self.0.capacity))),
+        );
+        let reader = channel.add_reader(options.mode()).ok_or_else(shut_down)?;
+        let counters = Arc::new(Counters::default());
+        let id = HandlerId(NEXT_HANDLER.fetch_add(1, Ordering::Relaxed));
+        let task = runtime.spawn(handler::run(
+            handler,
+            channel,
+            reader,
+            Arc::clone(&counters),
+        ));
+        hub.handlers.push(Attached {
+            id,
+            name,
+            reader,
+            counters,
+            task,
+        });
+        drop(hub);
+        topology_changed();
+        Ok(id)
+    }
+
+    /// Removes a handler: it stops receiving records, is flushed and closed in its task.
+    /// Returns `false` if no handler with that id is attached here.
+    pub fn remove_handler(&self, id: HandlerId) -> bool {
+        let mut hub = lock(&self.0.hub);
+        let Some(pos) = hub.handlers.iter().position(|h| h.id == id) else {
+            return false;
+        };
+        let attached = hub.handlers.remove(pos);
+        if let Some(ch) = &hub.channel {
+            ch.remove_reader(attached.reader);
+        }
+        drop(hub);
+        topology_changed();
+        true
+    }
+
+    /// The counters of each handler attached here.
+    pub fn handler_stats(&self) -> Vec<(HandlerId, HandlerStats)> {
+        lock(&self.0.hub)
+            .handlers
+            .iter()
+            .map(|h| (h.id, h.counters.snapshot(&h.name)))
+            .collect()
+    }
+
+    // ---- flush and shutdown -------------------------------------------------------------
+
+    /// Waits until every record emitted on this dispatcher before the call has been handled
+    /// by every handler it reaches (here and up the chain), and those handlers have been
+    /// flushed.
+    ///
+    /// A handler that never returns makes `flush` wait forever; bound it with
+    /// `tokio::time::timeout` if a handler may hang.
+    pub async fn flush(&self) {
+        flush_channels(self.chain_channels()).await;
+    }
+
+    /// The channel of this dispatcher's own handlers, if it has any.
+    pub(crate) fn own_channel(&self) -> Option<Arc<Channel>> {
+        lock(&self.0.hub).channel.clone()
+    }
+
+    /// Shuts the dispatcher down within `timeout` and reports on each of its handlers.
+    ///
+    /// In order: emitting is refused from now on ([`EmitError::ShutDown`]); spans still open
+    /// on this dispatcher are dropped with [`DropReason::Shutdown`] (their records reach the
+    /// handlers); each handler handles what is queued, is flushed and closed, and its task
+    /// ends. A handler still running at the deadline is aborted and reported as timed out.
+    /// Idempotent: later calls return the first call's report (waiting for it if needed).
+    ///
+    /// Records this dispatcher's descendants emit no longer reach its handlers.
+    ///
+    /// # Panics
+    ///
+    /// If the tokio runtime was built without the time driver.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    ///
+    /// let d = spanbus::Dispatcher::new("job")?;
+    /// d.add_span_handler(spanbus::handlers::NullSpanHandler)?;
+    /// let report = d.shutdown(Duration::from_secs(5)).await;
+    /// assert!(report.timed_out().next().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.0
+            .report
+            .get_or_init(|| async {
+                self.begin_shutdown();
+                self.finish_shutdown(deadline).await
+            })
+            .await
+            .clone()
+    }
+
+    /// Refuses new records and drops open spans. Idempotent.
+    pub(crate) fn begin_shutdown(&self) {
+        if self.0.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        topology_changed();
+        let channels = self.chain_channels();
+        let open = self.0.open.drain();
+        self.0
+            .spans_dropped_at_shutdown
+            .store(open.len() as u64, Ordering::Release);
+        for (ctx, tags) in open {
+            self.push_drop(
+                ctx,
+                tags,
+                DropReason::Shutdown,
+                "dispatcher shutdown".to_owned(),
+                Some(&channels),
+            );
+        }
+    }
+
+    async fn finish_shutdown(&self, deadline: tokio::time::Instant) -> ShutdownReport {
+        let (channel, handlers) = {
+            let mut hub = lock(&self.0.hub);
+            (hub.channel.clone(), std::mem::take(&mut hub.handlers))
+        };
+        if let Some(ch) = channel {
+            ch.close();
+        }
+        topology_changed();
+        let mut reports = Vec::with_capacity(handlers.len());
+        for mut h in handlers {
+            let timed_out = match tokio::time::timeout_at(deadline, &mut h.task).await {
+                Ok(_) => false,
+                Err(_) => {
+                    h.task.abort();
+                    true
+                }
+            };
+            reports.push(HandlerReport {
+                dispatcher: self.name().to_owned(),
+                id: h.id,
+                stats: h.counters.snapshot(&h.name),
+                timed_out,
+            });
+        }
+        ShutdownReport {
+            handlers: reports,
+            spans_dropped: self.0.spans_dropped_at_shutdown.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Parent chains longer than this are treated as cut (a guard against a cycle).
+const MAX_DEPTH: usize = 1024;
+
+/// Places a barrier on each channel and waits for all of them.
+pub(crate) async fn flush_channels(channels: impl IntoIterator<Item = Arc<Channel>>) {
+    let barriers: Vec<_> = channels.into_iter().filter_map(|c| c.barrier()).collect();
+    for barrier in barriers {
+        let _ = barrier.await;
+    }
+}
+
+// ---- emitting -----------------------------------------------------------------------------
+
+/// An event about to be emitted; made by [`Dispatcher::event`].
+///
+/// `.await` it (waits for room in lossless channels) or call [`now`](Self::now) (never waits).
+#[must_use = "an event is emitted only by `.await` or `.now()`"]
+pub struct Emit<'a, E> {
+    dispatcher: &'a Dispatcher,
+    event: E,
+    span: Option<Option<SpanContext>>,
+    tags: Option<Tags>,
+}
+
+impl<E: Event> Emit<'_, E> {
+    /// Attributes the event to `span` instead of the current span (`None`: to no span).
+    pub fn span(mut self, span: Option<SpanContext>) -> Self {
+        self.span = Some(span);
+        self
+    }
+
+    /// Adds a tag to this event. The active tags are merged over it (the active scope wins,
+    /// as in llama-index).
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.tags
+            .get_or_insert_with(Tags::new)
+            .insert(key.into(), value.into());
+        self
+    }
+
+    /// Builds the record if anyone listens; `Ok(None)` when no handler does.
+    fn into_record(self) -> Result<Option<Record>, EmitError> {
+        match self.dispatcher.route() {
+            LIVE => {}
+            0 => return Ok(None),
+            _ => {
+                return Err(EmitError::ShutDown {
+                    dispatcher: self.dispatcher.name().to_owned(),
+                });
+            }
+        }
+        let (current_span, active) = context::current_parts();
+        let tags = match self.tags {
+            None => active,
+            Some(mut own) => {
+                if let Some(active) = active {
+                    own.extend(active.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                Some(Arc::new(own))
+            }
+        };
+        let span = self.span.unwrap_or(current_span);
+        Ok(Some(self.dispatcher.new_record(
+            span,
+            tags,
+            RecordKind::Event(Box::new(self.event)),
+        )))
+    }
+
+    /// Emits without waiting, from sync code or a `Drop`.
+    ///
+    /// Never blocks: in a full lossless channel the record is appended beyond the bound (so
+    /// nothing is lost) and async emitters wait until the backlog drains.
+    ///
+    /// # Errors
+    ///
+    /// [`EmitError::ShutDown`] after the dispatcher was shut down.
+    pub fn now(self) -> Result<(), EmitError> {
+        let dispatcher = self.dispatcher;
+        if let Some(record) = self.into_record()? {
+            dispatcher.push_now(record);
+        }
+        Ok(())
+    }
+}
+
+impl<'a, E: Event> IntoFuture for Emit<'a, E> {
+    type Output = Result<(), EmitError>;
+    type IntoFuture = EmitFuture;
+
+    fn into_future(self) -> EmitFuture {
+        let dispatcher = self.dispatcher;
+        let record = match self.into_record() {
+            Ok(Some(record)) => Arc::new(record),
+            Ok(None) => return EmitFuture { state: None },
+            Err(e) => {
+                return EmitFuture {
+                    state: Some(Waiting::Failed(e)),
+                };
+            }
+        };
+        // Fast path: every channel has room.
+        let targets = read(&dispatcher.0.targets);
+        for (i, ch) in targets.iter().enumerate() {
+            if ch.push(&record, None) == Push::Full {
+                return EmitFuture {
+                    state: Some(Waiting::Room {
+                        record,
+                        targets: Arc::clone(&targets),
+                        next: i,
+                    }),
+                };
+            }
+        }
+        EmitFuture { state: None }
+    }
+}
+
+/// The future of an [`Emit`]: resolves once the record is in every channel.
+#[must_use = "futures do nothing unless polled"]
+pub struct EmitFuture {
+    state: Option<Waiting>,
+}
+
+enum Waiting {
+    Failed(EmitError),
+    Room {
+        record: Arc<Record>,
+        targets: Arc<[Arc<Channel>]>,
+        next: usize,
+    },
+}
+
+impl Future for EmitFuture {
+    type Output = Result<(), EmitError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            None => Poll::Ready(Ok(())),
+            Some(Waiting::Failed(_)) => match self.state.take() {
+                Some(Waiting::Failed(e)) => Poll::Ready(Err(e)),
+                _ => Poll::Ready(Ok(())),
+            },
+            Some(Waiting::Room {
+                record,
+                targets,
+                next,
+            }) => {
+                while let Some(ch) = targets.get(*next) {
+                    if ch.push(record, Some(cx.waker())) == Push::Full {
+                        return Poll::Pending;
+                    }
+                    *next += 1;
+                }
+                self.state = None;
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
+
+// ---- open spans ---------------------------------------------------------------------------
+
+const SHARDS: usize = 16;
+
+/// One shard of open spans: id → (context, tags).
+type OpenShard = HashMap<crate::id::SpanId, (SpanContext, Option<Arc<Tags>>)>;
+
+/// Spans entered on a dispatcher and not yet ended, so shutdown can drop them.
+#[derive(Default)]
+struct OpenSpans {
+    shards: [Mutex<OpenShard>; SHARDS],
+}
+
+impl OpenSpans {
+    fn shard(&self, ctx: SpanContext) -> MutexGuard<'_, OpenShard> {
+        lock(&self.shards[(ctx.span_id().to_u64() as usize) % SHARDS])
+    }
+
+    fn insert(&self, ctx: SpanContext, tags: Option<Arc<Tags>>) {
+        self.shard(ctx).insert(ctx.span_id(), (ctx, tags));
+    }
+
+    fn remove(&self, ctx: SpanContext) -> bool {
+        self.shard(ctx).remove(&ctx.span_id()).is_some()
+    }
+
+    fn drain(&self) -> Vec<(SpanContext, Option<Arc<Tags>>)> {
+        self.shards
+            .iter()
+            .flat_map(|s| lock(s).drain().map(|(_, v)| v).collect::<Vec<_>>())
+            .collect()
+    }
+}
+
+// ---- poison-tolerant locks ----------------------------------------------------------------
+// No user code runs while these locks are held, so a poisoned lock still guards consistent
+// data; recovering keeps one panic from cascading into every emitter.
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,163 @@
+//! Errors returned by spanbus.
+//!
+//! Every fallible operation returns one of these types; nothing in the library panics on user
+//! input. Each error's `Display` is a plain sentence that names what was wrong.
+
+use std::fmt;
+
+/// A dispatcher name was rejected.
+///
+/// Names are dotted paths such as `app.retriever`: non-empty segments separated by `.`, with no
+/// whitespace or control characters.
+///
+/// # Examples
+///
+/// ```
+/// use spanbus::{NameError, get_dispatcher};
+///
+/// let err = get_dispatcher("app..retriever").unwrap_err();
+/// assert!(matches!(err, NameError::EmptySegment { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid dispatcher name \"app..retriever\": empty segment at position 2"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name is the empty string.
+    Empty,
+    /// A dot-separated segment is empty (`a..b`, `.a`, `a.`).
+    EmptySegment {
+        /// The rejected name.
+        name: String,
+        /// The 1-based position of the empty segment.
+        position: usize,
+    },
+    /// The name contains whitespace or a control character.
+    InvalidChar {
+        /// The rejected name.
+        name: String,
+        /// The offending character.
+        ch: char,
+    },
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::Empty => f.write_str("invalid dispatcher name: the name is empty"),
+            NameError::EmptySegment { name, position } => write!(
+                f,
+                "invalid dispatcher name {name:?}: empty segment at position {position}"
+            ),
+            NameError::InvalidChar { name, ch } => write!(
+                f,
+                "invalid dispatcher name {name:?}: character {ch:?} is not allowed"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// Emitting a record failed; the record was not delivered to any handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The dispatcher has been shut down.
+    ShutDown {
+        /// The dispatcher's name.
+        dispatcher: String,
+    },
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmitError::ShutDown { dispatcher } => {
+                write!(f, "dispatcher {dispatcher:?} has been shut down")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EmitError {}
+
+/// A handler could not be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// No tokio runtime is running on this thread, so the handler's task cannot be spawned.
+    NoRuntime,
+    /// The dispatcher has been shut down.
+    ShutDown {
+        /// The dispatcher's name.
+        dispatcher: String,
+    },
+    /// The handler options are invalid (for example a capacity of zero).
+    InvalidOptions(&'static str),
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandlerError::NoRuntime => f.write_str(
+                "no tokio runtime is running on this thread: add handlers from inside a runtime",
+            ),
+            HandlerError::ShutDown { dispatcher } => {
+                write!(f, "dispatcher {dispatcher:?} has been shut down")
+            }
+            HandlerError::InvalidOptions(why) => write!(f, "invalid handler options: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+/// A record could not be turned into JSON.
+#[derive(Debug)]
+pub struct SerializeError {
+    /// The name of the event whose payload failed.
+    pub event: &'static str,
+    /// The serializer's error.
+    pub source: serde_json::Error,
+}
+
+impl fmt::Display for SerializeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "event {:?} could not be serialized: {}",
+            self.event, self.source
+        )
+    }
+}
+
+impl std::error::Error for SerializeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// A span or trace id could not be parsed from its hex form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdError {
+    /// Which id type was being parsed (`SpanId` or `TraceId`).
+    pub kind: &'static str,
+    /// The rejected input (at most its first 64 characters).
+    pub input: String,
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = if self.kind == "TraceId" { 32 } else { 16 };
+        write!(
+            f,
+            "invalid {}: {:?} is not {digits} lowercase hex digits with at least one non-zero",
+            self.kind, self.input
+        )
+    }
+}
+
+impl std::error::Error for IdError {}

@@ -1,0 +1,273 @@
+//! Records: what travels from an emitter to the handlers.
+//!
+//! Every emitted event and every span signal (enter, exit, drop) becomes one [`Record`]: the
+//! payload plus its envelope — a UUID, a UTC timestamp, the span it happened in, the tags active
+//! at the time and the name of the dispatcher that emitted it. One record is shared (behind an
+//! `Arc`) by every handler that receives it.
+//!
+//! The JSON form ([`Record::to_json`]) uses llama-index's field names (`id_`, `timestamp`,
+//! `span_id`, `tags`, `class_name`, then the event's own fields), so Python tooling reads it
+//! unchanged.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::context::SpanContext;
+use crate::error::SerializeError;
+use crate::event::{AnyEvent, Event};
+use crate::id::SpanId;
+
+/// Key–value tags attached to records (llama-index's `tags`).
+pub type Tags = BTreeMap<String, Value>;
+
+static NO_TAGS: Tags = BTreeMap::new();
+
+/// One event or span signal with its envelope.
+#[derive(Debug)]
+pub struct Record {
+    pub(crate) id: Uuid,
+    pub(crate) timestamp: DateTime<Utc>,
+    pub(crate) span: Option<SpanContext>,
+    pub(crate) tags: Option<Arc<Tags>>,
+    pub(crate) dispatcher: Arc<str>,
+    pub(crate) kind: RecordKind,
+}
+
+/// What a [`Record`] carries.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RecordKind {
+    /// A user or catalog event.
+    Event(Box<dyn AnyEvent>),
+    /// A span was entered.
+    SpanEnter(SpanEnter),
+    /// A span ended normally.
+    SpanExit(SpanExit),
+    /// A span ended abnormally: an error, a panic, a cancellation, or shutdown.
+    SpanDrop(SpanDrop),
+}
+
+/// A span was entered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanEnter {
+    /// The span's id.
+    pub id: SpanId,
+    /// The enclosing span, if any.
+    pub parent: Option<SpanId>,
+    /// The span's name, such as `Retriever::retrieve`.
+    pub name: Cow<'static, str>,
+    /// Captured arguments, if any.
+    pub args: Option<Value>,
+}
+
+/// A span ended normally.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanExit {
+    /// The span's id.
+    pub id: SpanId,
+}
+
+/// A span ended abnormally.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanDrop {
+    /// The span's id.
+    pub id: SpanId,
+    /// Why it ended.
+    pub reason: DropReason,
+    /// The error or panic text; empty for cancellations.
+    pub message: String,
+}
+
+/// Why a span was dropped instead of exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The instrumented code returned an `Err`, or the span was dropped by hand with an error.
+    Error,
+    /// The instrumented code panicked.
+    Panic,
+    /// The instrumented future was dropped before it completed.
+    Cancelled,
+    /// The dispatcher shut down while the span was open.
+    Shutdown,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DropReason::Error => "error",
+            DropReason::Panic => "panic",
+            DropReason::Cancelled => "cancelled",
+            DropReason::Shutdown => "shutdown",
+        })
+    }
+}
+
+impl Record {
+    pub(crate) fn new(
+        span: Option<SpanContext>,
+        tags: Option<Arc<Tags>>,
+        dispatcher: Arc<str>,
+        kind: RecordKind,
+    ) -> Self {
+        Record {
+            id: crate::id::random_uuid(),
+            timestamp: Utc::now(),
+            span,
+            tags,
+            dispatcher,
+            kind,
+        }
+    }
+
+    /// The record's unique id (`id_` in JSON).
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// When the record was emitted.
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        self.timestamp
+    }
+
+    /// The span the record belongs to: for events, the span current at emit (or the one given
+    /// explicitly); for span signals, the span itself.
+    pub fn span(&self) -> Option<SpanContext> {
+        self.span
+    }
+
+    /// The id of [`span`](Self::span), if any (`span_id` in JSON).
+    pub fn span_id(&self) -> Option<SpanId> {
+        self.span.map(|s| s.span_id())
+    }
+
+    /// The tags active when the record was emitted.
+    pub fn tags(&self) -> &Tags {
+        self.tags.as_deref().unwrap_or(&NO_TAGS)
+    }
+
+    /// The name of the dispatcher that emitted the record.
+    pub fn dispatcher(&self) -> &str {
+        &self.dispatcher
+    }
+
+    /// The payload.
+    pub fn kind(&self) -> &RecordKind {
+        &self.kind
+    }
+
+    /// The event, if this record carries one of type `E`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::Serialize;
+    /// # use spanbus::{Event, Record};
+    /// # #[derive(Serialize)] struct Tick(u64);
+    /// # impl Event for Tick { const NAME: &'static str = "Tick"; }
+    /// fn count_ticks(record: &Record, total: &mut u64) {
+    ///     if let Some(Tick(n)) = record.event::<Tick>() {
+    ///         *total += n;
+    ///     }
+    /// }
+    /// ```
+    pub fn event<E: Event>(&self) -> Option<&E> {
+        match &self.kind {
+            RecordKind::Event(e) => e.as_any().downcast_ref(),
+            _ => None,
+        }
+    }
+
+    /// The record's class name: the event's [`Event::NAME`], or `SpanEnter`, `SpanExit`,
+    /// `SpanDrop` for span signals.
+    pub fn class_name(&self) -> &'static str {
+        match &self.kind {
+            RecordKind::Event(e) => e.name(),
+            RecordKind::SpanEnter(_) => "SpanEnter",
+            RecordKind::SpanExit(_) => "SpanExit",
+            RecordKind::SpanDrop(_) => "SpanDrop",
+        }
+    }
+
+    /// Whether this record is an event (not a span signal).
+    pub fn is_event(&self) -> bool {
+        matches!(self.kind, RecordKind::Event(_))
+    }
+
+    /// The record as a JSON object with llama-index's field names.
+    ///
+    /// Events give `id_`, `timestamp`, `span_id`, `tags`, `class_name`, the event's own fields,
+    /// and `dispatcher` and `trace_id`. Span signals give the same envelope with `class_name`
+    /// `SpanEnter`/`SpanExit`/`SpanDrop` and their fields (`parent_span_id`, `name`, `args`,
+    /// `reason`, `err_str`). Envelope fields win over event fields of the same name.
+    ///
+    /// # Errors
+    ///
+    /// [`SerializeError`] when the event's `Serialize` implementation fails. An event that
+    /// serializes to something other than a JSON object is kept under the key `value`.
+    pub fn to_json(&self) -> Result<Map<String, Value>, SerializeError> {
+        let mut map = match &self.kind {
+            RecordKind::Event(e) => match e.to_json() {
+                Ok(Value::Object(map)) => map,
+                Ok(Value::Null) => Map::new(),
+                Ok(other) => Map::from_iter([("value".to_owned(), other)]),
+                Err(source) => {
+                    return Err(SerializeError {
+                        event: e.name(),
+                        source,
+                    });
+                }
+            },
+            RecordKind::SpanEnter(s) => {
+                let mut m = Map::new();
+                m.insert("parent_span_id".into(), json_opt(s.parent));
+                m.insert("name".into(), Value::String(s.name.clone().into_owned()));
+                m.insert("args".into(), s.args.clone().unwrap_or(Value::Null));
+                m
+            }
+            RecordKind::SpanExit(_) => Map::new(),
+            RecordKind::SpanDrop(s) => {
+                let mut m = Map::new();
+                m.insert("reason".into(), Value::String(format!("{:?}", s.reason)));
+                m.insert("err_str".into(), Value::String(s.message.clone()));
+                m
+            }
+        };
+        map.insert("id_".into(), Value::String(self.id.to_string()));
+        map.insert(
+            "timestamp".into(),
+            Value::String(
+                self.timestamp
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+        );
+        map.insert("span_id".into(), json_opt(self.span_id()));
+        map.insert("trace_id".into(), json_opt(self.span.map(|s| s.trace_id())));
+        map.insert(
+            "tags".into(),
+            Value::Object(
+                self.tags()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        );
+        map.insert("class_name".into(), Value::String(self.class_name().into()));
+        map.insert(
+            "dispatcher".into(),
+            Value::String(self.dispatcher.to_string()),
+        );
+        Ok(map)
+    }
+}
+
+fn json_opt<T: fmt::Display>(v: Option<T>) -> Value {
+    v.map_or(Value::Null, |v| Value::String(v.to_string()))
+}

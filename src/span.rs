@@ -1,0 +1,416 @@
+//! Spans: stretches of execution that contain events and child spans.
+//!
+//! A [`Span`] is made by [`Dispatcher::span`] and then used in one of three ways:
+//!
+//! - **around a future** ([`Span::instrument`], or [`SpanFutureExt::in_span`]): the span is
+//!   entered at the first poll, is current during every poll, and ends with the future;
+//! - **around a closure** ([`Span::in_scope`]): for sync code;
+//! - **by hand** ([`Span::enter`]): an [`OpenSpan`] you end yourself, and can make current.
+//!
+//! A span starts from the context current when it is entered — a future's first poll, a
+//! closure's call, [`Span::enter`]: its parent is the span current then (unless set with
+//! [`Span::parent`]) and its tags are the active tags then, with its own merged over them. So a
+//! future runs in the context of whoever awaits it; one handed to a raw `tokio::spawn` starts
+//! from an empty context unless wrapped with [`SpanFutureExt::in_current_span`].
+//!
+//! # How a span ends
+//!
+//! | the code…                              | the span is…                                     |
+//! |----------------------------------------|--------------------------------------------------|
+//! | completes (any output)                 | exited                                           |
+//! | returns `Err(e)` (the `_result` forms) | dropped, [`DropReason::Error`], `e.to_string()`  |
+//! | panics                                 | dropped, [`DropReason::Panic`], the panic text; the panic continues |
+//! | is dropped before completing           | dropped, [`DropReason::Cancelled`]               |
+//! | is still open at shutdown              | dropped, [`DropReason::Shutdown`]                |
+//!
+//! Every drop also emits a [`SpanDropEvent`](crate::events::SpanDropEvent) to event handlers,
+//! as llama-index does. The output, the error, and the panic pass through unchanged.
+//!
+//! # Examples
+//!
+//! ```
+//! use spanbus::{Dispatcher, SpanFutureExt, current_span};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let d = Dispatcher::new("rag")?;
+//! let answer = async {
+//!     let outer = current_span().unwrap();
+//!     let inner = async { current_span().unwrap() }.in_span(d.span("retrieve")).await;
+//!     assert_ne!(outer, inner);
+//!     assert_eq!(outer.trace_id(), inner.trace_id());
+//!     42
+//! }
+//! .in_span(d.span("query"))
+//! .await;
+//! assert_eq!(answer, 42);
+//!
+//! let parsed: Result<u32, std::num::ParseIntError> =
+//!     d.span("parse").in_scope_result(|| "x".parse());
+//! assert!(parsed.is_err()); // and the span was dropped with the error's text
+//! # Ok(())
+//! # }
+//! ```
+
+use std::borrow::Cow;
+use std::fmt::Display;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::task::Poll;
+
+use serde_json::Value;
+
+use crate::context::{Context, SpanContext, Swap, WithContext};
+use crate::dispatcher::Dispatcher;
+use crate::handler::panic_message;
+use crate::id::{SpanId, TraceId};
+use crate::record::{DropReason, SpanEnter};
+
+/// A span that has not started yet: a name on a dispatcher, with optional arguments, tags and
+/// parent.
+#[must_use = "a span does nothing until it wraps code or is entered"]
+#[derive(Debug)]
+pub struct Span {
+    dispatcher: Dispatcher,
+    name: Cow<'static, str>,
+    args: Option<Value>,
+    tags: Vec<(String, Value)>,
+    parent: Option<Option<SpanContext>>,
+}
+
+impl Span {
+    pub(crate) fn new(dispatcher: Dispatcher, name: Cow<'static, str>) -> Span {
+        Span {
+            dispatcher,
+            name,
+            args: None,
+            tags: Vec::new(),
+            parent: None,
+        }
+    }
+
+    /// Captured arguments, shown by handlers and exported as attributes.
+    pub fn args(mut self, args: Value) -> Self {
+        self.args = Some(args);
+        self
+    }
+
+    /// A tag of this span, merged over the active tags; records inside the span carry it.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.tags.push((key.into(), value.into()));
+        self
+    }
+
+    /// An explicit parent instead of the current span; `None` makes this span a root.
+    pub fn parent(mut self, parent: Option<SpanContext>) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+
+    /// Enters the span now: resolves its parent and tags from the current context, emits the
+    /// enter record.
+    fn open(self) -> Opened {
+        let current = Context::current().with_tags(self.tags);
+        let parent = self.parent.unwrap_or(current.span);
+        let span = SpanContext::new(
+            parent.map_or_else(TraceId::random, |p| p.trace_id()),
+            SpanId::random(),
+        );
+        let enter = SpanEnter {
+            id: span.span_id(),
+            parent: parent.map(|p| p.span_id()),
+            name: self.name,
+            args: self.args,
+        };
+        let tags = current.tags;
+        let tracked = self.dispatcher.enter_span(span, tags.clone(), enter);
+        Opened {
+            dispatcher: self.dispatcher,
+            ctx: Context {
+                span: Some(span),
+                tags,
+            },
+            span,
+            tracked,
+        }
+    }
+
+    /// Wraps a future: entered at its first poll, exited when it completes.
+    pub fn instrument<F: Future>(self, future: F) -> Instrumented<F, AnyOutput> {
+        Instrumented::new(self, future)
+    }
+
+    /// Wraps a future returning `Result`: an `Err` drops the span with the error's text.
+    pub fn instrument_result<F, T, E>(self, future: F) -> Instrumented<F, ResultOutput>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: Display,
+    {
+        Instrumented::new(self, future)
+    }
+
+    /// Runs `f` inside the span.
+    pub fn in_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        run_in(self.open(), f, |_| None)
+    }
+
+    /// Runs `f` inside the span; an `Err` drops the span with the error's text.
+    pub fn in_scope_result<T, E: Display>(self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        run_in(self.open(), f, error_text)
+    }
+
+    /// Enters the span now and returns it, to end by hand.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), spanbus::NameError> {
+    /// let d = spanbus::Dispatcher::new("batch")?;
+    /// let span = d.span("nightly").enter();
+    /// let id = span.context();
+    /// span.in_scope(|| assert_eq!(spanbus::current_span(), Some(id)));
+    /// span.exit();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn enter(self) -> OpenSpan {
+        OpenSpan {
+            open: Some(self.open()),
+        }
+    }
+}
+
+fn error_text<T, E: Display>(out: &Result<T, E>) -> Option<String> {
+    out.as_ref().err().map(ToString::to_string)
+}
+
+fn run_in<R>(mut open: Opened, f: impl FnOnce() -> R, failed: impl Fn(&R) -> Option<String>) -> R {
+    let result = {
+        let _guard = Swap::new(&mut open.ctx);
+        catch_unwind(AssertUnwindSafe(f))
+    };
+    match result {
+        Ok(out) => {
+            match failed(&out) {
+                None => open.exit(),
+                Some(message) => open.end(DropReason::Error, message),
+            }
+            out
+        }
+        Err(payload) => {
+            open.end(DropReason::Panic, panic_message(&*payload));
+            resume_unwind(payload)
+        }
+    }
+}
+
+/// An entered span: its context, and whether its dispatcher tracks it.
+#[derive(Debug)]
+struct Opened {
+    dispatcher: Dispatcher,
+    ctx: Context,
+    span: SpanContext,
+    tracked: bool,
+}
+
+impl Opened {
+    fn exit(self) {
+        if self.tracked {
+            self.dispatcher.exit_span(self.span, self.ctx.tags);
+        }
+    }
+
+    fn end(self, reason: DropReason, message: String) {
+        if self.tracked {
+            self.dispatcher
+                .drop_span(self.span, self.ctx.tags, reason, message);
+        }
+    }
+}
+
+/// A span entered by hand with [`Span::enter`].
+///
+/// End it with [`exit`](Self::exit) or [`fail`](Self::fail); dropping it without either drops
+/// the span with [`DropReason::Cancelled`].
+#[must_use = "dropping an OpenSpan ends the span as cancelled"]
+#[derive(Debug)]
+pub struct OpenSpan {
+    open: Option<Opened>,
+}
+
+impl OpenSpan {
+    /// The span's context.
+    pub fn context(&self) -> SpanContext {
+        self.opened().span
+    }
+
+    fn opened(&self) -> &Opened {
+        match &self.open {
+            Some(open) => open,
+            None => unreachable!("an OpenSpan is consumed when it ends"),
+        }
+    }
+
+    /// Runs `f` with this span current.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.opened().ctx.in_scope(f)
+    }
+
+    /// Wraps `future` so that this span is current while it runs (the span stays open
+    /// when the future ends).
+    pub fn attach<F: Future>(&self, future: F) -> WithContext<F> {
+        self.opened().ctx.clone().attach(future)
+    }
+
+    /// Ends the span normally.
+    pub fn exit(mut self) {
+        if let Some(open) = self.open.take() {
+            open.exit();
+        }
+    }
+
+    /// Ends the span as failed, with `error`'s text ([`DropReason::Error`]).
+    pub fn fail(mut self, error: impl Display) {
+        if let Some(open) = self.open.take() {
+            open.end(DropReason::Error, error.to_string());
+        }
+    }
+}
+
+impl Drop for OpenSpan {
+    fn drop(&mut self) {
+        if let Some(open) = self.open.take() {
+            open.end(DropReason::Cancelled, String::new());
+        }
+    }
+}
+
+/// How a future's output decides between exiting and dropping its span.
+pub trait Outcome<T> {
+    /// `Some(text)` if the output is a failure.
+    fn failure(output: &T) -> Option<String>;
+}
+
+/// Any output exits the span ([`Span::instrument`]).
+#[derive(Debug)]
+pub enum AnyOutput {}
+
+/// An `Err` output drops the span ([`Span::instrument_result`]).
+#[derive(Debug)]
+pub enum ResultOutput {}
+
+impl<T> Outcome<T> for AnyOutput {
+    fn failure(_: &T) -> Option<String> {
+        None
+    }
+}
+
+impl<T, E: Display> Outcome<Result<T, E>> for ResultOutput {
+    fn failure(output: &Result<T, E>) -> Option<String> {
+        error_text(output)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future running inside a span; made by [`Span::instrument`] and friends.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Instrumented<F, K> {
+        #[pin]
+        inner: Option<F>,
+        pending: Option<Span>,
+        open: Option<Opened>,
+        kind: PhantomData<fn() -> K>,
+    }
+
+    impl<F, K> PinnedDrop for Instrumented<F, K> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if let Some(mut open) = this.open.take() {
+                // Drop the inner future first, inside the span, so that its own spans end
+                // (cancelled) before this one.
+                {
+                    let _guard = Swap::new(&mut open.ctx);
+                    this.inner.set(None);
+                }
+                open.end(DropReason::Cancelled, String::new());
+            }
+        }
+    }
+}
+
+impl<F, K> Instrumented<F, K> {
+    fn new(span: Span, future: F) -> Self {
+        Instrumented {
+            inner: Some(future),
+            pending: Some(span),
+            open: None,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<F: Future, K: Outcome<F::Output>> Future for Instrumented<F, K> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        if let Some(pending) = this.pending.take() {
+            *this.open = Some(pending.open());
+        }
+        let (Some(open), Some(inner)) = (this.open.as_mut(), this.inner.as_mut().as_pin_mut())
+        else {
+            panic!("`Instrumented` polled after completion");
+        };
+        let polled = {
+            let _guard = Swap::new(&mut open.ctx);
+            catch_unwind(AssertUnwindSafe(|| inner.poll(cx)))
+        };
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => {
+                this.inner.set(None);
+                if let Some(open) = this.open.take() {
+                    match K::failure(&output) {
+                        None => open.exit(),
+                        Some(message) => open.end(DropReason::Error, message),
+                    }
+                }
+                Poll::Ready(output)
+            }
+            Err(payload) => {
+                if let Some(open) = this.open.take() {
+                    open.end(DropReason::Panic, panic_message(&*payload));
+                }
+                resume_unwind(payload)
+            }
+        }
+    }
+}
+
+/// Span methods for every future.
+pub trait SpanFutureExt: Future + Sized {
+    /// Runs this future inside `span` ([`Span::instrument`]).
+    fn in_span(self, span: Span) -> Instrumented<Self, AnyOutput> {
+        span.instrument(self)
+    }
+
+    /// Runs this `Result` future inside `span`; an `Err` drops the span
+    /// ([`Span::instrument_result`]).
+    fn in_span_result<T, E>(self, span: Span) -> Instrumented<Self, ResultOutput>
+    where
+        Self: Future<Output = Result<T, E>>,
+        E: Display,
+    {
+        span.instrument_result(self)
+    }
+
+    /// Carries the caller's current span and tags into this future, wherever it is polled
+    /// (for example after `tokio::spawn`).
+    fn in_current_span(self) -> WithContext<Self> {
+        Context::current().attach(self)
+    }
+}
+
+impl<F: Future> SpanFutureExt for F {}
