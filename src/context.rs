@@ -178,6 +178,18 @@ pub(crate) fn current_parts() -> (Option<SpanContext>, Option<Arc<Tags>>) {
         .unwrap_or_default()
 }
 
+/// Makes `ctx` the context current on this thread and returns the one it replaces.
+///
+/// For integrations whose scopes are callbacks rather than Rust scopes (the `tracing` bridge
+/// swaps a bridged span in at `on_enter` and back at `on_exit`); everything else uses the
+/// RAII [`Swap`].
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) fn replace_current(ctx: Context) -> Context {
+    CURRENT
+        .try_with(|c| std::mem::replace(&mut *c.borrow_mut(), ctx))
+        .unwrap_or_default()
+}
+
 /// Runs `future` with `tags` merged into the current tags (inner keys win).
 ///
 /// The tags are merged into the context current at the future's first poll, so spans and tag

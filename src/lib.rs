@@ -110,6 +110,7 @@ pub mod event;
 pub mod events;
 pub mod handler;
 pub mod handlers;
+pub mod integrations;
 pub mod record;
 pub mod registry;
 pub mod shutdown;
