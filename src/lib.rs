@@ -65,6 +65,7 @@
 //! | a dispatcher and its hierarchy | [`dispatcher`], [`registry`] | `Dispatcher`, `Manager`, `get_dispatcher` |
 //! | delivery from emitters to handler tasks | `channel` (internal) | — (llama-index calls handlers inline) |
 //! | handlers | [`handler`], [`handlers`] | `BaseEventHandler`, `BaseSpanHandler` |
+//! | bridges to other crates (`tracing`), behind cargo features | [`integrations`] | — |
 //! | shutdown reports | [`shutdown`] | — |
 //! | errors | [`error`] | — |
 //!

@@ -19,10 +19,13 @@ impl spanbus::Event for Chunk {
     const NAME: &'static str = "Chunk";
 }
 
+/// An event seen: the bridged `tracing` event if it is one, its class name, its span.
+type SeenEvent = (Option<TracingEvent>, &'static str, Option<SpanContext>);
+
 /// Events seen, with their span; and each span enter's name with its context.
 #[derive(Clone, Default)]
 struct Seen {
-    events: Arc<Mutex<Vec<(Option<TracingEvent>, &'static str, Option<SpanContext>)>>>,
+    events: Arc<Mutex<Vec<SeenEvent>>>,
     spans: Arc<Mutex<Vec<(String, SpanContext)>>>,
 }
 

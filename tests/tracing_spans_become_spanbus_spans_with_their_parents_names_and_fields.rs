@@ -11,9 +11,12 @@ use spanbus::{Dispatcher, Handler, Record, RecordKind, SpanFutureExt, SpanId};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
-/// Every span enter seen: (id, parent, name, args).
+/// A span enter: (id, parent, name, args).
+type Enter = (SpanId, Option<SpanId>, String, Option<Value>);
+
+/// Every span enter seen.
 #[derive(Clone, Default)]
-struct Enters(Arc<Mutex<Vec<(SpanId, Option<SpanId>, String, Option<Value>)>>>);
+struct Enters(Arc<Mutex<Vec<Enter>>>);
 
 impl Handler for Enters {
     async fn handle(&mut self, record: &Record) {
@@ -27,7 +30,7 @@ impl Handler for Enters {
 }
 
 impl Enters {
-    fn named(&self, name: &str) -> (SpanId, Option<SpanId>, String, Option<Value>) {
+    fn named(&self, name: &str) -> Enter {
         let all = self.0.lock().unwrap();
         let found: Vec<_> = all.iter().filter(|e| e.2 == name).cloned().collect();
         assert_eq!(found.len(), 1, "exactly one span named {name}: {all:?}");

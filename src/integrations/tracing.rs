@@ -54,7 +54,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! tracing_subscriber::fmt().with_ansi(false).init();
+//! tracing_subscriber::fmt().init(); // or any subscriber
 //!
 //! let app = spanbus::Dispatcher::new("app")?;
 //! app.add_handler(TracingHandler::new().level(tracing::Level::INFO))?;
@@ -92,8 +92,9 @@
 //! the `tracing` parent's spanbus span is used. Events are attributed the same way: explicit
 //! parent, else the current spanbus span, else the current `tracing` span's.
 //!
-//! `tracing` knows no failures or cancellations, so bridged spans always end with an exit. A
-//! span still open when the subscriber itself is dropped ends as cancelled.
+//! `tracing` knows no failures or cancellations, so bridged spans always end with an exit (an
+//! `#[instrument(err)]` error is an `ERROR` event inside the span). A `tracing` span that is
+//! leaked never closes, so neither does its spanbus span until shutdown drops it.
 //!
 //! Use one `SpanbusLayer` per subscriber (its per-span data has one slot). Filter what crosses
 //! with `tracing-subscriber`'s per-layer filters, for example
