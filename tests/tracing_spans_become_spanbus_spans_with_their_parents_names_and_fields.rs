@@ -224,3 +224,36 @@ async fn qualified_names_prefix_the_target_and_spanbus_targets_are_ignored() {
     names.sort();
     assert_eq!(names, ["hyper::client::connect", "spanbusy::kept"]);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_tracing_guard_held_across_an_await_does_not_leak_out_of_a_spanbus_future() {
+    let (d, spans, _) = bus("held");
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(SpanbusLayer::new(d.clone())),
+    );
+
+    let outer = async {
+        let held = tracing::info_span!("held");
+        let entered = held.enter(); // the misuse tracing warns about
+        tokio::task::yield_now().await;
+        let inside = spanbus::current_span();
+        drop(entered);
+        (inside, spanbus::current_span())
+    }
+    .in_span(d.span("outer"));
+    let other = tokio::spawn(async { spanbus::current_span() });
+    let ((inside, after_exit), other) = tokio::join!(outer, other);
+    assert_eq!(
+        other.unwrap(),
+        None,
+        "another task never sees the held span"
+    );
+    assert_eq!(spanbus::current_span(), None);
+    d.flush().await;
+
+    let closed = spans.spans();
+    let id = |name: &str| closed.iter().find(|s| s.name == name).unwrap();
+    assert_eq!(inside.map(|c| c.span_id()), Some(id("held").id));
+    assert_eq!(after_exit.map(|c| c.span_id()), Some(id("outer").id));
+    assert_eq!(id("held").parent, Some(id("outer").id));
+}

@@ -92,6 +92,10 @@
 //! the `tracing` parent's spanbus span is used. Events are attributed the same way: explicit
 //! parent, else the current spanbus span, else the current `tracing` span's.
 //!
+//! Like `tracing`'s own current span, a bridged span entered with `span.enter()` and held across
+//! an `.await` stays current on the thread while the task is suspended — unless the task runs
+//! inside a spanbus span, whose poll restores its own context. Use `.instrument(span)`.
+//!
 //! `tracing` knows no failures or cancellations, so bridged spans always end with an exit (an
 //! `#[instrument(err)]` error is an `ERROR` event inside the span). A `tracing` span that is
 //! leaked never closes, so neither does its spanbus span until shutdown drops it.
