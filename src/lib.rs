@@ -66,7 +66,7 @@
 //! | delivery from emitters to handler tasks | `channel` (internal) | — (llama-index calls handlers inline) |
 //! | handlers | [`handler`], [`handlers`] | `BaseEventHandler`, `BaseSpanHandler` |
 //! | bridges to other crates (`tracing`), behind cargo features | [`integrations`] | — |
-//! | shutdown reports | [`shutdown`] | — |
+//! | shutdown reports | [`shutdown`](mod@shutdown) | — |
 //! | errors | [`error`] | — |
 //!
 //! # Delivery
@@ -93,7 +93,7 @@
 //!
 //! [`flush`] (or [`Dispatcher::flush`], [`Registry::flush`]) is a barrier: when it returns,
 //! every record emitted before the call has been handled by every handler and each handler's
-//! [`Handler::flush`] has run. [`shutdown`] refuses new records, drops open spans with
+//! [`Handler::flush`] has run. [`shutdown()`](fn@shutdown) refuses new records, drops open spans with
 //! [`DropReason::Shutdown`], drains, flushes and closes every handler, and aborts any still
 //! running at the deadline — returning a [`ShutdownReport`] that names them.
 //!
