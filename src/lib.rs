@@ -110,6 +110,7 @@ pub mod event;
 pub mod events;
 pub mod handler;
 pub mod handlers;
+pub mod jsonl;
 pub mod record;
 pub mod registry;
 pub mod shutdown;
@@ -122,7 +123,10 @@ use std::time::Duration;
 
 pub use context::{Context, SpanContext, WithContext, current_span, tags_in_scope, with_tags};
 pub use dispatcher::{DEFAULT_CAPACITY, Dispatcher, DispatcherBuilder, Emit, EmitFuture};
-pub use error::{EmitError, HandlerError, IdError, NameError, SerializeError};
+pub use error::{
+    EmitError, HandlerError, IdError, JsonlError, LineError, NameError, OutputError,
+    SerializeError,
+};
 pub use event::{AnyEvent, Event};
 pub use handler::{
     Delivery, EventHandler, Handler, HandlerId, HandlerOptions, HandlerStats, SpanHandler,
