@@ -173,7 +173,12 @@ pub struct OutputError {
 
 impl fmt::Display for OutputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "could not create {}: {}", self.path.display(), self.source)
+        write!(
+            f,
+            "could not create {}: {}",
+            self.path.display(),
+            self.source
+        )
     }
 }
 

@@ -65,6 +65,7 @@
 //! | a dispatcher and its hierarchy | [`dispatcher`], [`registry`] | `Dispatcher`, `Manager`, `get_dispatcher` |
 //! | delivery from emitters to handler tasks | `channel` (internal) | — (llama-index calls handlers inline) |
 //! | handlers | [`handler`], [`handlers`] | `BaseEventHandler`, `BaseSpanHandler` |
+//! | trace trees, JSON Lines, the waterfall page | [`handlers::tree`], [`handlers`], [`jsonl`] | `SimpleSpanHandler.print_trace_trees()` |
 //! | shutdown reports | [`shutdown`] | — |
 //! | errors | [`error`] | — |
 //!
@@ -124,8 +125,7 @@ use std::time::Duration;
 pub use context::{Context, SpanContext, WithContext, current_span, tags_in_scope, with_tags};
 pub use dispatcher::{DEFAULT_CAPACITY, Dispatcher, DispatcherBuilder, Emit, EmitFuture};
 pub use error::{
-    EmitError, HandlerError, IdError, JsonlError, LineError, NameError, OutputError,
-    SerializeError,
+    EmitError, HandlerError, IdError, JsonlError, LineError, NameError, OutputError, SerializeError,
 };
 pub use event::{AnyEvent, Event};
 pub use handler::{

@@ -21,7 +21,10 @@ fn temp_path(name: &str) -> PathBuf {
 
 /// Remembers (id, span id, class name) of every record, in arrival order.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, Option<String>, &'static str)>>>);
+struct Seen(Arc<Mutex<Vec<SeenRecord>>>);
+
+/// A record's id, span id and class name.
+type SeenRecord = (String, Option<String>, &'static str);
 
 impl Handler for Seen {
     async fn handle(&mut self, record: &Record) {
@@ -54,9 +57,11 @@ async fn records_round_trip_through_a_file() {
     d.add_handler(seen.clone()).unwrap();
 
     let result: Result<(), String> = async {
-        d.event(QueryStartEvent { query: json!("what is a span?") })
-            .await
-            .unwrap();
+        d.event(QueryStartEvent {
+            query: json!("what is a span?"),
+        })
+        .await
+        .unwrap();
         async {
             d.event(Unserializable {
                 by_pair: HashMap::from([((1, 2), 3)]),
@@ -154,7 +159,10 @@ async fn records_round_trip_through_a_file() {
     assert_eq!(read.records[1].span_id, Some(query.id));
     let end = &read.records[8];
     assert_eq!(end.tags["user"], "ada");
-    assert_eq!(end.event::<QueryEndEvent>().unwrap().response["response"], "42");
+    assert_eq!(
+        end.event::<QueryEndEvent>().unwrap().response["response"],
+        "42"
+    );
 
     d.shutdown(std::time::Duration::from_secs(5)).await;
     std::fs::remove_file(&path).unwrap();
@@ -165,17 +173,25 @@ async fn lines_reach_the_file_at_flush_not_before() {
     let path = temp_path("buffered.jsonl");
     let d = Dispatcher::new("jsonl.buffered").unwrap();
     d.add_handler(JsonlHandler::create(&path).unwrap()).unwrap();
-    d.event(QueryStartEvent { query: json!("q") }).await.unwrap();
+    d.event(QueryStartEvent { query: json!("q") })
+        .await
+        .unwrap();
     // Wait until the handler has taken the record (flush is the barrier) and the line is out.
     d.flush().await;
     let after_flush = std::fs::read_to_string(&path).unwrap();
     assert_eq!(after_flush.lines().count(), 1);
 
-    d.event(QueryStartEvent { query: json!("q2") }).await.unwrap();
+    d.event(QueryStartEvent { query: json!("q2") })
+        .await
+        .unwrap();
     let report = d.shutdown(std::time::Duration::from_secs(5)).await;
     assert!(report.is_clean());
     let after_shutdown = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(after_shutdown.lines().count(), 2, "shutdown flushes the buffer");
+    assert_eq!(
+        after_shutdown.lines().count(),
+        2,
+        "shutdown flushes the buffer"
+    );
     std::fs::remove_file(&path).unwrap();
 }
 

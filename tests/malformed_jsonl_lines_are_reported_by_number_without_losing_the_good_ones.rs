@@ -16,7 +16,14 @@ fn bad_lines_in_the_middle_are_reported_and_skipped() {
         bytes.extend_from_slice(b);
         bytes.push(b'\n');
     };
-    line(good(1, "SpanEnter", r#","parent_span_id":null,"name":"query","args":null"#).as_bytes()); // 1
+    line(
+        good(
+            1,
+            "SpanEnter",
+            r#","parent_span_id":null,"name":"query","args":null"#,
+        )
+        .as_bytes(),
+    ); // 1
     line(b"{\"id_\": "); // 2: truncated
     line(good(2, "QueryStartEvent", r#","query":"hi""#).as_bytes()); // 3
     line(br#"{"timestamp":"2026-01-01T00:00:00Z","class_name":"X"}"#); // 4: no id_
@@ -28,7 +35,8 @@ fn bad_lines_in_the_middle_are_reported_and_skipped() {
     line(good(5, "SpanDrop", r#","reason":"Cancelled","err_str":"""#).as_bytes()); // 10
     line(br#"{"id_":"67e55044-10b1-426f-9247-bb680e5fe0c8","timestamp":"yesterday","class_name":"X"}"#); // 11
     line(br#"{"id_":"67e55044-10b1-426f-9247-bb680e5fe0c8","timestamp":"2026-01-01T00:00:00","span_id":"XYZ","class_name":"X"}"#); // 12
-    bytes.extend_from_slice(good(6, "QueryEndEvent", r#","query":"hi","response":null"#).as_bytes()); // 13, no final newline
+    bytes
+        .extend_from_slice(good(6, "QueryEndEvent", r#","query":"hi","response":null"#).as_bytes()); // 13, no final newline
 
     let read = jsonl::from_reader(&bytes[..]).unwrap();
     for e in &read.errors {
@@ -39,12 +47,34 @@ fn bad_lines_in_the_middle_are_reported_and_skipped() {
     let names: Vec<&str> = read.records.iter().map(|r| r.class_name.as_str()).collect();
     assert_eq!(
         names,
-        ["SpanEnter", "QueryStartEvent", "SpanExit", "SpanDrop", "QueryEndEvent"]
+        [
+            "SpanEnter",
+            "QueryStartEvent",
+            "SpanExit",
+            "SpanDrop",
+            "QueryEndEvent"
+        ]
     );
-    assert!(read.errors[1].to_string().starts_with("line 4: missing field `id_`"));
-    assert!(read.errors[4].to_string().contains("name"), "{}", read.errors[4]);
-    assert!(read.errors[5].to_string().contains("invalid timestamp"), "{}", read.errors[5]);
-    assert!(read.errors[6].to_string().contains("span_id"), "{}", read.errors[6]);
+    assert!(
+        read.errors[1]
+            .to_string()
+            .starts_with("line 4: missing field `id_`")
+    );
+    assert!(
+        read.errors[4].to_string().contains("name"),
+        "{}",
+        read.errors[4]
+    );
+    assert!(
+        read.errors[5].to_string().contains("invalid timestamp"),
+        "{}",
+        read.errors[5]
+    );
+    assert!(
+        read.errors[6].to_string().contains("span_id"),
+        "{}",
+        read.errors[6]
+    );
     assert!(matches!(
         read.records[3].kind,
         JsonKind::SpanDrop(ref d) if d.reason == spanbus::DropReason::Cancelled

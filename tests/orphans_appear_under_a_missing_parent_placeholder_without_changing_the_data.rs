@@ -58,7 +58,11 @@ root  2.000 ms  ok
     for child in placeholder.children() {
         assert_eq!(child.span().unwrap().parent, SpanId::from_u64(missing));
     }
-    assert_eq!(trace.span_count(), 5, "placeholders are not counted as spans");
+    assert_eq!(
+        trace.span_count(),
+        5,
+        "placeholders are not counted as spans"
+    );
 }
 
 #[tokio::test]
@@ -79,7 +83,11 @@ async fn a_child_of_a_still_open_span_is_an_orphan_in_the_live_view() {
     let lines: Vec<&str> = rendered.lines().collect();
     assert_eq!(lines[1], format!("? <missing parent {parent_id}>"));
     assert!(lines[2].starts_with("└─ finished-child  "), "{rendered}");
-    assert_eq!(spans.spans(), before, "building trees does not change the store");
+    assert_eq!(
+        spans.spans(),
+        before,
+        "building trees does not change the store"
+    );
 
     // Once the parent ends, the same child is drawn under it.
     parent.exit();

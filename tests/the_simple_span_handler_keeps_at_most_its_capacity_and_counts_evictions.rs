@@ -61,9 +61,7 @@ async fn dropped_spans_are_kept_with_their_reason_within_the_cap() {
     let d = Dispatcher::new("retention.drops").unwrap();
     let spans = SimpleSpanHandler::with_capacity(2);
     d.add_span_handler(spans.clone()).unwrap();
-    let _ = d
-        .span("fails")
-        .in_scope_result(|| Err::<(), _>("boom"));
+    let _ = d.span("fails").in_scope_result(|| Err::<(), _>("boom"));
     d.span("ok-1").in_scope(|| ());
     d.span("ok-2").in_scope(|| ());
     d.flush().await;

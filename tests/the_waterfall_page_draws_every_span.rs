@@ -18,7 +18,8 @@ use spanbus::handlers::HtmlReport;
 use spanbus::{Dispatcher, Handler, Record, RecordKind, SpanContext, SpanFutureExt, SpanId};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-const EVIL_NAME: &str = "</script><img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">";
+const EVIL_NAME: &str =
+    "</script><img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">";
 
 /// Counts span enters and the events that belong to a span.
 #[derive(Clone, Default)]
@@ -42,7 +43,9 @@ fn chromium_available() -> bool {
     if std::env::var_os("CI").is_some() {
         panic!("{CHROMIUM} is missing and CI is set: run .ci/chromium.sh");
     }
-    eprintln!("SKIPPED: {CHROMIUM} is not installed (apt-get install chromium, or .ci/chromium.sh)");
+    eprintln!(
+        "SKIPPED: {CHROMIUM} is not installed (apt-get install chromium, or .ci/chromium.sh)"
+    );
     false
 }
 
@@ -132,7 +135,11 @@ async fn every_span_is_drawn_with_its_outcome() {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
         .in_span(d.span("llm.chat"));
-        assert!(tokio::time::timeout(Duration::from_millis(5), chat).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(5), chat)
+                .await
+                .is_err()
+        );
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             d.span("parse").in_scope(|| panic!("bad json"))
         }));
@@ -168,7 +175,10 @@ async fn every_span_is_drawn_with_its_outcome() {
     assert_eq!(bars.len(), span_ids.len(), "one bar per span");
     let drawn: HashSet<&str> = bars.iter().map(|b| &b[..16]).collect();
     for id in &span_ids {
-        assert!(drawn.contains(id.to_string().as_str()), "span {id} has no bar");
+        assert!(
+            drawn.contains(id.to_string().as_str()),
+            "span {id} has no bar"
+        );
     }
     for class in [
         "class=\"bar ok\"",
@@ -177,15 +187,28 @@ async fn every_span_is_drawn_with_its_outcome() {
         "class=\"bar panic\"",
         "class=\"bar shutdown\"",
     ] {
-        assert!(dom.contains(&format!("<div {class} data-span-id=")), "no {class} bar");
+        assert!(
+            dom.contains(&format!("<div {class} data-span-id=")),
+            "no {class} bar"
+        );
     }
-    assert_eq!(dom.matches("data-event-of=\"").count(), events_in_spans, "one tick per event");
+    assert_eq!(
+        dom.matches("data-event-of=\"").count(),
+        events_in_spans,
+        "one tick per event"
+    );
     assert!(dom.contains(&format!("data-missing-parent=\"{}\"", ghost.span_id())));
     // The hostile name is text: nothing ran, no element was made from it.
     let body = dom.find("<body").unwrap();
     let body_tag = &dom[body..body + dom[body..].find('>').unwrap()];
-    assert!(!body_tag.contains("data-pwned"), "the span name's script ran: {body_tag}");
-    assert!(!dom.contains("data-pwned=\"1\""), "the span name's script ran");
+    assert!(
+        !body_tag.contains("data-pwned"),
+        "the span name's script ran: {body_tag}"
+    );
+    assert!(
+        !dom.contains("data-pwned=\"1\""),
+        "the span name's script ran"
+    );
     assert!(!dom.contains("<img"), "the span name became an element");
     assert!(dom.contains("&lt;/script&gt;&lt;img src=x onerror="));
 

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use spanbus::handlers::{HtmlReport, HtmlReportOptions};
 use spanbus::{Dispatcher, Event};
 
-const EVIL_NAME: &str = "</script><img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">";
+const EVIL_NAME: &str =
+    "</script><img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">";
 
 #[derive(Serialize)]
 struct Note {
@@ -33,13 +34,16 @@ async fn hostile_names_and_fields_stay_text() {
     d.add_handler(report).unwrap();
 
     let args = json!({"q": "<!-- <script>alert(1)</script>", "sep": "a\u{2028}b\u{2029}c"});
-    d.span(EVIL_NAME).args(args.clone()).tag("who", "<svg onload=alert(2)>").in_scope(|| {
-        d.event(Note {
-            text: "</SCRIPT ><iframe src=javascript:alert(3)>".into(),
-        })
-        .now()
-        .unwrap();
-    });
+    d.span(EVIL_NAME)
+        .args(args.clone())
+        .tag("who", "<svg onload=alert(2)>")
+        .in_scope(|| {
+            d.event(Note {
+                text: "</SCRIPT ><iframe src=javascript:alert(3)>".into(),
+            })
+            .now()
+            .unwrap();
+        });
     let report = d.shutdown(std::time::Duration::from_secs(5)).await;
     assert!(report.is_clean());
     assert_eq!(status.failed_writes(), 0);
@@ -49,7 +53,9 @@ async fn hostile_names_and_fields_stay_text() {
     // Only the page's own two script elements open and close.
     assert_eq!(lower.matches("<script").count(), 2, "{page}");
     assert_eq!(lower.matches("</script").count(), 2, "{page}");
-    for bad in ["<img", "<svg", "<iframe", "<!--", "<b>", "\u{2028}", "\u{2029}"] {
+    for bad in [
+        "<img", "<svg", "<iframe", "<!--", "<b>", "\u{2028}", "\u{2029}",
+    ] {
         assert!(!lower.contains(bad), "raw {bad:?} in the page");
     }
     assert!(page.contains("<title>&lt;b&gt;bold&lt;/b&gt; &amp; &quot;quoted&quot;</title>"));

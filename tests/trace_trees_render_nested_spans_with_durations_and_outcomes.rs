@@ -43,14 +43,62 @@ const OK: SpanOutcome = SpanOutcome::Exited;
 fn two_traces_render_as_indented_trees() {
     // Given in a scrambled order (as spans end: children before parents, traces interleaved).
     let spans = vec![
-        span(0xb, 0x21, Some(0x20), "llm.chat", 1_000, 1_500_000, dropped(DropReason::Cancelled, "")),
-        span(0xa, 0x03, Some(0x01), "retrieve", 5_000, 25_000, dropped(DropReason::Error, "index unavailable")),
+        span(
+            0xb,
+            0x21,
+            Some(0x20),
+            "llm.chat",
+            1_000,
+            1_500_000,
+            dropped(DropReason::Cancelled, ""),
+        ),
+        span(
+            0xa,
+            0x03,
+            Some(0x01),
+            "retrieve",
+            5_000,
+            25_000,
+            dropped(DropReason::Error, "index unavailable"),
+        ),
         span(0xa, 0x04, Some(0x03), "vector_search", 6_000, 6_850, OK),
         span(0xa, 0x02, Some(0x01), "embed", 1_000, 4_000, OK),
-        span(0xa, 0x05, Some(0x03), "keyword_search", 7_000, 24_000, dropped(DropReason::Panic, "bad\nregex")),
-        span(0xa, 0x06, Some(0x01), "cleanup", 26_000, 27_000, dropped(DropReason::Shutdown, "dispatcher shutdown")),
-        span(0xa, 0x01, None, "query", 0, 40_000, dropped(DropReason::Error, "index unavailable")),
-        span(0xb, 0x20, None, "query", 100, 1_600_100, dropped(DropReason::Cancelled, "")),
+        span(
+            0xa,
+            0x05,
+            Some(0x03),
+            "keyword_search",
+            7_000,
+            24_000,
+            dropped(DropReason::Panic, "bad\nregex"),
+        ),
+        span(
+            0xa,
+            0x06,
+            Some(0x01),
+            "cleanup",
+            26_000,
+            27_000,
+            dropped(DropReason::Shutdown, "dispatcher shutdown"),
+        ),
+        span(
+            0xa,
+            0x01,
+            None,
+            "query",
+            0,
+            40_000,
+            dropped(DropReason::Error, "index unavailable"),
+        ),
+        span(
+            0xb,
+            0x20,
+            None,
+            "query",
+            100,
+            1_600_100,
+            dropped(DropReason::Cancelled, ""),
+        ),
     ];
     let trees = TraceTrees::new(spans.clone());
     let expected = "\

@@ -211,7 +211,8 @@ impl HtmlReport {
         let data = self.data();
         let json = script_safe_json(&data);
         let title = escape_html(&self.options.title);
-        let mut page = String::with_capacity(json.len() + PAGE_HEAD.len() + PAGE_SCRIPT.len() + 512);
+        let mut page =
+            String::with_capacity(json.len() + PAGE_HEAD.len() + PAGE_SCRIPT.len() + 512);
         page.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
         page.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
         page.push_str(&format!("<title>{title}</title>\n"));
@@ -495,7 +496,8 @@ section.trace > h2 .meta { color: #6b7280; font-weight: 400; margin-left: 8px; }
 .bar.selected { outline: 2px solid #111827; }
 .tick { position: absolute; top: 1px; width: 2px; height: 20px; background: #111827; opacity: .75; cursor: pointer; margin-left: -1px; }
 .tick:hover { opacity: 1; width: 4px; margin-left: -2px; }
-.dur { position: absolute; top: 4px; font-size: 11px; color: #374151; white-space: nowrap; pointer-events: none; }
+.dur { position: absolute; top: 4px; font-size: 11px; line-height: 14px; color: #374151; white-space: nowrap; pointer-events: none; }
+.dur.inside { color: #fff; text-shadow: 0 0 2px rgba(0,0,0,.6); }
 .legend span { display: inline-block; margin-right: 10px; }
 .legend i { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 3px; vertical-align: middle; }
 .loose { margin-top: 10px; }
@@ -576,7 +578,9 @@ const PAGE_SCRIPT: &str = r#""use strict";
         bar.addEventListener("click", function () { show(s.name, spanDetails(s), bar); });
         lane.appendChild(bar);
         var dur = el("span", "dur", fmt(s.duration_us));
-        dur.style.left = "calc(" + Math.min(left + width, 92) + "% + 4px)";
+        if (width > 25) { dur.className = "dur inside"; dur.style.right = "calc(" + (100 - left - width) + "% + 4px)"; }
+        else if (left + width > 80) { dur.style.right = "calc(" + (100 - left) + "% + 4px)"; }
+        else { dur.style.left = "calc(" + (left + width) + "% + 4px)"; }
         lane.appendChild(dur);
         s.events.forEach(function (e, j) {
           var tick = el("div", "tick");
@@ -587,6 +591,7 @@ const PAGE_SCRIPT: &str = r#""use strict";
           lane.appendChild(tick);
         });
       }
+      label.style.paddingLeft = (6 + 16 * r.d) + "px";
       row.appendChild(label);
       row.appendChild(lane);
       sec.appendChild(row);

@@ -119,7 +119,10 @@ impl JsonlHandler {
 }
 
 /// The line written in place of an event that failed to serialize.
-fn unserializable_line(record: &Record, error: &crate::error::SerializeError) -> Map<String, Value> {
+fn unserializable_line(
+    record: &Record,
+    error: &crate::error::SerializeError,
+) -> Map<String, Value> {
     let id = |v: Option<String>| v.map_or(Value::Null, Value::String);
     let mut map = Map::new();
     map.insert("id_".into(), Value::String(record.id().to_string()));
@@ -131,7 +134,10 @@ fn unserializable_line(record: &Record, error: &crate::error::SerializeError) ->
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         ),
     );
-    map.insert("span_id".into(), id(record.span_id().map(|s| s.to_string())));
+    map.insert(
+        "span_id".into(),
+        id(record.span_id().map(|s| s.to_string())),
+    );
     map.insert(
         "trace_id".into(),
         id(record.span().map(|s| s.trace_id().to_string())),
