@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -397,19 +397,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }));
     }
 
-    // The progress line, redrawn until every query is done.
+    // The progress line, redrawn in place on a terminal (a new line every 250 ms otherwise)
+    // until every query is done.
+    let terminal = std::io::stdout().is_terminal();
     let ticker = {
         let (progress, spans, census) = (progress.clone(), spans.clone(), census.clone());
         tokio::spawn(async move {
+            let period = Duration::from_millis(if terminal { 100 } else { 250 });
             loop {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                print!(
-                    "\r{}  spans {:>4}  events {:>5}",
+                tokio::time::sleep(period).await;
+                let line = format!(
+                    "{}  spans {:>4}  events {:>5}",
                     progress.line(),
                     spans.len() as u64 + spans.evicted(),
                     census.total()
                 );
-                let _ = std::io::stdout().flush();
+                if terminal {
+                    print!("\r{line}");
+                    let _ = std::io::stdout().flush();
+                } else {
+                    println!("{line}");
+                }
             }
         })
     };
@@ -423,7 +431,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Everything emitted so far reaches every handler (and the files are written).
     spanbus::flush().await;
     println!(
-        "\r{}  spans {:>4}  events {:>5}",
+        "{}{}  spans {:>4}  events {:>5}",
+        if terminal { "\r" } else { "" },
         progress.line(),
         spans.len() as u64 + spans.evicted(),
         census.total()
@@ -529,6 +538,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .last_error()
             .map(|e| format!(", error: {e}"))
             .unwrap_or_default(),
+    );
+    let back = spanbus::jsonl::read(&jsonl_path)?;
+    println!(
+        "read back {} records from the JSON Lines file ({} malformed lines)",
+        back.records.len(),
+        back.errors.len()
     );
     Ok(())
 }
