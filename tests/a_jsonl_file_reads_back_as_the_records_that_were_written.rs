@@ -206,3 +206,39 @@ fn a_file_that_cannot_be_created_is_a_typed_error() {
     assert!(matches!(err, spanbus::JsonlError::Open { .. }), "{err}");
     std::fs::remove_file(&blocker).unwrap();
 }
+
+/// A sink that refuses every write.
+struct Broken;
+
+impl std::io::Write for Broken {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("disk on fire"))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn write_failures_are_counted_not_fatal() {
+    let d = Dispatcher::new("jsonl.broken").unwrap();
+    let handler = JsonlHandler::from_writer(Broken);
+    let status = handler.status();
+    d.add_handler(handler).unwrap();
+    d.event(QueryStartEvent { query: json!("q") })
+        .await
+        .unwrap();
+    d.flush().await;
+    assert_eq!(status.written(), 1, "the line went into the buffer");
+    assert_eq!(status.failed_writes(), 1, "the flush failed");
+    assert!(status.last_error().unwrap().contains("disk on fire"));
+
+    // The handler keeps going; the next flush fails again and is counted again.
+    d.event(QueryStartEvent { query: json!("q2") })
+        .await
+        .unwrap();
+    let report = d.shutdown(std::time::Duration::from_secs(5)).await;
+    assert!(report.is_clean(), "{report:?}");
+    assert!(status.failed_writes() >= 2);
+}
