@@ -161,3 +161,93 @@ impl fmt::Display for IdError {
 }
 
 impl std::error::Error for IdError {}
+
+/// An output file (a JSON Lines log, an HTML report) could not be created.
+#[derive(Debug)]
+pub struct OutputError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// The operating system's error.
+    pub source: std::io::Error,
+}
+
+impl fmt::Display for OutputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "could not create {}: {}",
+            self.path.display(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for OutputError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// A JSON Lines file could not be read at all (malformed lines are reported separately, as
+/// [`LineError`]s).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JsonlError {
+    /// The file could not be opened.
+    Open {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Reading failed part-way, at this 1-based line.
+    Read {
+        /// The line being read.
+        line: usize,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for JsonlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JsonlError::Open { path, source } => {
+                write!(f, "could not open {}: {source}", path.display())
+            }
+            JsonlError::Read { line, source } => {
+                write!(f, "reading failed at line {line}: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for JsonlError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JsonlError::Open { source, .. } | JsonlError::Read { source, .. } => Some(source),
+        }
+    }
+}
+
+/// One line of a JSON Lines file that is not a valid record: not JSON, not an object, or a
+/// missing or malformed envelope field.
+#[derive(Debug)]
+pub struct LineError {
+    /// The 1-based line number.
+    pub line: usize,
+    /// What was wrong.
+    pub source: serde_json::Error,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.source)
+    }
+}
+
+impl std::error::Error for LineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}

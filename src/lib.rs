@@ -65,6 +65,7 @@
 //! | a dispatcher and its hierarchy | [`dispatcher`], [`registry`] | `Dispatcher`, `Manager`, `get_dispatcher` |
 //! | delivery from emitters to handler tasks | `channel` (internal) | — (llama-index calls handlers inline) |
 //! | handlers | [`handler`], [`handlers`] | `BaseEventHandler`, `BaseSpanHandler` |
+//! | trace trees, JSON Lines, the waterfall page | [`handlers::tree`], [`handlers`], [`jsonl`] | `SimpleSpanHandler.print_trace_trees()` |
 //! | bridges to other crates (`tracing`), behind cargo features | [`integrations`] | — |
 //! | shutdown reports | [`shutdown`](mod@shutdown) | — |
 //! | errors | [`error`] | — |
@@ -112,6 +113,7 @@ pub mod events;
 pub mod handler;
 pub mod handlers;
 pub mod integrations;
+pub mod jsonl;
 pub mod record;
 pub mod registry;
 pub mod shutdown;
@@ -124,7 +126,9 @@ use std::time::Duration;
 
 pub use context::{Context, SpanContext, WithContext, current_span, tags_in_scope, with_tags};
 pub use dispatcher::{DEFAULT_CAPACITY, Dispatcher, DispatcherBuilder, Emit, EmitFuture};
-pub use error::{EmitError, HandlerError, IdError, NameError, SerializeError};
+pub use error::{
+    EmitError, HandlerError, IdError, JsonlError, LineError, NameError, OutputError, SerializeError,
+};
 pub use event::{AnyEvent, Event};
 pub use handler::{
     Delivery, EventHandler, Handler, HandlerId, HandlerOptions, HandlerStats, SpanHandler,

@@ -1,7 +1,22 @@
 //! Built-in handlers.
+//!
+//! | handler | what it keeps or writes |
+//! |---|---|
+//! | [`NullEventHandler`], [`NullSpanHandler`] | nothing |
+//! | [`SimpleSpanHandler`] | closed spans (bounded), drawn as [`TraceTrees`] |
+//! | [`JsonlHandler`] | every record as one JSON object per line |
+//! | [`HtmlReport`] | a self-contained waterfall page of every trace |
 
+mod html;
+mod jsonl;
 mod null;
+mod output;
 mod simple;
+pub mod tree;
 
+pub use html::{HtmlReport, HtmlReportOptions};
+pub use jsonl::JsonlHandler;
 pub use null::{NullEventHandler, NullSpanHandler};
-pub use simple::{ClosedSpan, SimpleSpanHandler, SpanOutcome};
+pub use output::OutputStatus;
+pub use simple::{ClosedSpan, DEFAULT_RETENTION, OpenSimpleSpan, SimpleSpanHandler, SpanOutcome};
+pub use tree::{TraceTree, TraceTrees, TreeNode};

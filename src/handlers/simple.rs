@@ -1,16 +1,33 @@
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::handler::SpanHandler;
+use crate::handlers::tree::TraceTrees;
 use crate::id::{SpanId, TraceId};
 use crate::record::{DropReason, Record, SpanDrop, SpanEnter};
 
+/// How many closed spans a [`SimpleSpanHandler`] keeps unless told otherwise.
+///
+/// A [`ClosedSpan`] takes about 150 bytes inline; its name is borrowed when it is a
+/// `&'static str` and its dispatcher name is shared with the dispatcher, so 100,000 spans hold
+/// roughly 15–20 MiB (span names built at run time add their own length).
+pub const DEFAULT_RETENTION: usize = 100_000;
+
 /// Records every span that ends: name, parent, start, end, duration and outcome
-/// (llama-index's `SimpleSpanHandler`).
+/// (llama-index's `SimpleSpanHandler`), and draws them as trace trees.
 ///
 /// The handler is moved into its task when added; keep a clone to read the spans.
+///
+/// # Retention
+///
+/// llama-index keeps every span forever. This handler keeps at most
+/// [`capacity`](Self::capacity) closed spans ([`DEFAULT_RETENTION`] unless built with
+/// [`with_capacity`](Self::with_capacity)); when a new span ends with the store full, the span
+/// that ended first is evicted and counted ([`evicted`](Self::evicted)). A child whose parent
+/// was evicted shows up in [`trace_trees`](Self::trace_trees) under a placeholder.
 ///
 /// # Examples
 ///
@@ -20,7 +37,7 @@ use crate::record::{DropReason, Record, SpanDrop, SpanEnter};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let d = spanbus::Dispatcher::new("app")?;
-/// let spans = SimpleSpanHandler::new();
+/// let spans = SimpleSpanHandler::with_capacity(1_000);
 /// d.add_span_handler(spans.clone())?;
 ///
 /// d.span("step").in_scope(|| ());
@@ -30,12 +47,27 @@ use crate::record::{DropReason, Record, SpanDrop, SpanEnter};
 /// assert_eq!(closed.len(), 1);
 /// assert_eq!(closed[0].name, "step");
 /// assert_eq!(closed[0].outcome, SpanOutcome::Exited);
+/// assert_eq!(spans.evicted(), 0);
+/// spans.print_trace_trees(); // step  12 µs  ok
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SimpleSpanHandler {
-    closed: Arc<Mutex<Vec<ClosedSpan>>>,
+    store: Arc<Mutex<Store>>,
+}
+
+#[derive(Debug)]
+struct Store {
+    closed: VecDeque<ClosedSpan>,
+    capacity: usize,
+    evicted: u64,
+}
+
+impl Default for SimpleSpanHandler {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_RETENTION)
+    }
 }
 
 /// A span that has ended, as recorded by [`SimpleSpanHandler`].
@@ -50,7 +82,7 @@ pub struct ClosedSpan {
     /// Its name.
     pub name: Cow<'static, str>,
     /// The dispatcher it was entered on.
-    pub dispatcher: String,
+    pub dispatcher: Arc<str>,
     /// When it was entered.
     pub start: DateTime<Utc>,
     /// When it ended.
@@ -80,27 +112,106 @@ pub enum SpanOutcome {
     },
 }
 
+impl SpanOutcome {
+    /// Whether the span exited normally.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, SpanOutcome::Exited)
+    }
+
+    /// The drop reason, if the span was dropped.
+    pub fn drop_reason(&self) -> Option<DropReason> {
+        match self {
+            SpanOutcome::Exited => None,
+            SpanOutcome::Dropped { reason, .. } => Some(*reason),
+        }
+    }
+}
+
 /// What [`SimpleSpanHandler`] keeps while a span is open.
 #[derive(Debug)]
 pub struct OpenSimpleSpan {
     enter: SpanEnter,
     trace_id: Option<TraceId>,
-    dispatcher: String,
+    dispatcher: Arc<str>,
     start: DateTime<Utc>,
 }
 
 impl SimpleSpanHandler {
-    /// An empty handler.
+    /// An empty handler keeping up to [`DEFAULT_RETENTION`] closed spans.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The spans that have ended so far, in the order they ended.
+    /// An empty handler keeping up to `capacity` closed spans, evicting the oldest beyond.
+    ///
+    /// A capacity of zero keeps nothing and counts every span as evicted. Memory is reserved
+    /// as spans arrive, not up front.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use spanbus::handlers::SimpleSpanHandler;
+    ///
+    /// let spans = SimpleSpanHandler::with_capacity(10_000);
+    /// assert_eq!(spans.capacity(), 10_000);
+    /// ```
+    pub fn with_capacity(capacity: usize) -> Self {
+        SimpleSpanHandler {
+            store: Arc::new(Mutex::new(Store {
+                closed: VecDeque::new(),
+                capacity,
+                evicted: 0,
+            })),
+        }
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most closed spans kept at once.
+    pub fn capacity(&self) -> usize {
+        self.store().capacity
+    }
+
+    /// How many closed spans were evicted to stay within [`capacity`](Self::capacity).
+    pub fn evicted(&self) -> u64 {
+        self.store().evicted
+    }
+
+    /// How many closed spans are kept now.
+    pub fn len(&self) -> usize {
+        self.store().closed.len()
+    }
+
+    /// Whether no closed span is kept.
+    pub fn is_empty(&self) -> bool {
+        self.store().closed.is_empty()
+    }
+
+    /// The kept spans, in the order they ended (oldest first).
     pub fn spans(&self) -> Vec<ClosedSpan> {
-        self.closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.store().closed.iter().cloned().collect()
+    }
+
+    /// Removes and returns the kept spans (the evicted count stays).
+    pub fn take(&self) -> Vec<ClosedSpan> {
+        self.store().closed.drain(..).collect()
+    }
+
+    /// The kept spans as trees, one per trace (see [`TraceTrees`]); `Display` draws them.
+    pub fn trace_trees(&self) -> TraceTrees {
+        TraceTrees::new(self.spans())
+    }
+
+    /// Prints [`trace_trees`](Self::trace_trees) to standard output, followed by the evicted
+    /// count if any span was evicted (llama-index's `print_trace_trees`).
+    pub fn print_trace_trees(&self) {
+        print!("{}", self.trace_trees());
+        let evicted = self.evicted();
+        if evicted > 0 {
+            println!("({evicted} older spans evicted)");
+        }
     }
 
     fn record_closed(&self, open: OpenSimpleSpan, record: &Record, outcome: SpanOutcome) {
@@ -114,10 +225,16 @@ impl SimpleSpanHandler {
             end: record.timestamp(),
             outcome,
         };
-        self.closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(span);
+        let mut store = self.store();
+        if store.capacity == 0 {
+            store.evicted += 1;
+            return;
+        }
+        if store.closed.len() >= store.capacity {
+            store.closed.pop_front();
+            store.evicted += 1;
+        }
+        store.closed.push_back(span);
     }
 }
 
@@ -128,7 +245,7 @@ impl SpanHandler for SimpleSpanHandler {
         Some(OpenSimpleSpan {
             enter: enter.clone(),
             trace_id: record.span().map(|s| s.trace_id()),
-            dispatcher: record.dispatcher().to_owned(),
+            dispatcher: record.dispatcher.clone(),
             start: record.timestamp(),
         })
     }
