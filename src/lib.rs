@@ -118,6 +118,9 @@ pub mod span;
 mod channel;
 mod id;
 
+#[doc(hidden)]
+pub mod __private;
+
 use std::time::Duration;
 
 pub use context::{Context, SpanContext, WithContext, current_span, tags_in_scope, with_tags};
@@ -132,6 +135,7 @@ pub use record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter, SpanExit, 
 pub use registry::Registry;
 pub use shutdown::{HandlerReport, ShutdownReport};
 pub use span::{Instrumented, OpenSpan, Span, SpanFutureExt};
+pub use spanbus_macros::span;
 
 /// The process-wide dispatcher named `name` (llama-index's `get_dispatcher(__name__)`).
 ///
