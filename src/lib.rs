@@ -114,6 +114,8 @@ pub mod record;
 pub mod registry;
 pub mod shutdown;
 pub mod span;
+pub mod spawn;
+pub mod stream;
 
 mod channel;
 mod id;
@@ -123,7 +125,9 @@ pub mod __private;
 
 use std::time::Duration;
 
-pub use context::{Context, SpanContext, WithContext, current_span, tags_in_scope, with_tags};
+pub use context::{
+    Context, Extras, SpanContext, WithContext, current_span, tags_in_scope, with_tags,
+};
 pub use dispatcher::{DEFAULT_CAPACITY, Dispatcher, DispatcherBuilder, Emit, EmitFuture};
 pub use error::{EmitError, HandlerError, IdError, NameError, SerializeError};
 pub use event::{AnyEvent, Event};
@@ -136,6 +140,8 @@ pub use registry::Registry;
 pub use shutdown::{HandlerReport, ShutdownReport};
 pub use span::{Instrumented, OpenSpan, Span, SpanFutureExt};
 pub use spanbus_macros::span;
+pub use spawn::{JoinSetExt, spawn, spawn_blocking, thread};
+pub use stream::{InstrumentedStream, SpanStreamExt};
 
 /// The process-wide dispatcher named `name` (llama-index's `get_dispatcher(__name__)`).
 ///
