@@ -8,7 +8,10 @@ pub use crate::dispatcher::Dispatcher;
 pub use crate::span::Span;
 
 /// The dispatcher named after a module path (`a::b` → `a.b`), looked up once per call site.
-pub fn module_dispatcher(cell: &'static OnceLock<Dispatcher>, module_path: &str) -> &'static Dispatcher {
+pub fn module_dispatcher(
+    cell: &'static OnceLock<Dispatcher>,
+    module_path: &str,
+) -> &'static Dispatcher {
     cell.get_or_init(|| lookup(&module_path.replace("::", ".")))
 }
 
@@ -26,11 +29,7 @@ fn lookup(name: &str) -> Dispatcher {
 
 /// `Type::method` from `std::any::type_name::<Self>()`: the last path segment of the type, without
 /// generic arguments. Computed once per call site.
-pub fn method_name(
-    cell: &'static OnceLock<String>,
-    type_name: &str,
-    method: &str,
-) -> &'static str {
+pub fn method_name(cell: &'static OnceLock<String>, type_name: &str, method: &str) -> &'static str {
     cell.get_or_init(|| format!("{}::{method}", short_type_name(type_name)))
 }
 
@@ -58,6 +57,49 @@ impl<T: serde::Serialize + ?Sized, A> SpanArg<A> for T {
     }
 }
 
+/// The error type of a spanned fn returning `Result`: its `Display` text is the drop message.
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` must implement `std::fmt::Display` for #[spanbus::span] to record it",
+    label = "a `Result` fn's span is dropped with the error's text, so `{Self}` needs `Display`",
+    note = "implement `std::fmt::Display` for `{Self}`"
+)]
+pub trait SpanError: std::fmt::Display {}
+
+impl<E: std::fmt::Display + ?Sized> SpanError for E {}
+
+/// [`Span::in_scope_result`] for the attribute, with its own diagnostic.
+pub fn in_scope_result<T, E: SpanError>(
+    span: Span,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    span.in_scope_result(f)
+}
+
+/// [`Span::instrument_result`] for the attribute, with its own diagnostic.
+pub fn instrument_result<F, T, E>(
+    span: Span,
+    future: F,
+) -> crate::span::Instrumented<F, crate::span::ResultOutput>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: SpanError,
+{
+    span.instrument_result(future)
+}
+
+/// [`Span::in_scope`] for the attribute.
+pub fn in_scope<R>(span: Span, f: impl FnOnce() -> R) -> R {
+    span.in_scope(f)
+}
+
+/// [`Span::instrument`] for the attribute.
+pub fn instrument<F: std::future::Future>(
+    span: Span,
+    future: F,
+) -> crate::span::Instrumented<F, crate::span::AnyOutput> {
+    span.instrument(future)
+}
+
 /// Captures one argument.
 pub fn capture<A, T: SpanArg<A> + ?Sized>(value: &T) -> Value {
     value.to_span_value()
@@ -70,7 +112,10 @@ mod tests {
     #[test]
     fn type_names_are_shortened_to_their_last_segment() {
         assert_eq!(short_type_name("my_crate::store::Store"), "Store");
-        assert_eq!(short_type_name("my_crate::Wrap<alloc::string::String>"), "Wrap");
+        assert_eq!(
+            short_type_name("my_crate::Wrap<alloc::string::String>"),
+            "Wrap"
+        );
         assert_eq!(short_type_name("Plain"), "Plain");
     }
 }

@@ -22,57 +22,60 @@ fn find(spans: &Spans, name: &str) -> Closed {
 async fn spawned_work_is_a_child_of_the_spawning_span() {
     let (d, spans, _) = recorded("crossing");
     let d2 = d.clone();
-    with_tags([("tenant", "acme")], async move {
-        let d = d2;
-        let dd = d.clone();
-        spanbus::spawn(async move {
-            tokio::task::yield_now().await;
-            child(&dd, "in_spawn");
-        })
-        .await
-        .unwrap();
-
-        let dd = d.clone();
-        spanbus::spawn_blocking(move || child(&dd, "in_spawn_blocking"))
-            .await
-            .unwrap();
-
-        let dd = d.clone();
-        spanbus::thread::spawn(move || child(&dd, "in_thread"))
-            .join()
-            .unwrap();
-
-        let dd = d.clone();
-        spanbus::thread::spawn_with(std::thread::Builder::new(), move || {
-            child(&dd, "in_built_thread")
-        })
-        .unwrap()
-        .join()
-        .unwrap();
-
-        let mut set = JoinSet::new();
-        for name in ["in_join_set_a", "in_join_set_b"] {
+    with_tags(
+        [("tenant", "acme")],
+        async move {
+            let d = d2;
             let dd = d.clone();
-            set.spawn_in_current_span(async move { child(&dd, name) });
-        }
-        let dd = d.clone();
-        set.spawn_blocking_in_current_span(move || child(&dd, "in_join_set_blocking"));
-        while let Some(done) = set.join_next().await {
-            done.unwrap();
-        }
-
-        // The raw forms start from an empty context.
-        let dd = d.clone();
-        tokio::spawn(async move { child(&dd, "in_raw_spawn") })
+            spanbus::spawn(async move {
+                tokio::task::yield_now().await;
+                child(&dd, "in_spawn");
+            })
             .await
             .unwrap();
-        let dd = d.clone();
-        #[allow(clippy::disallowed_methods)]
-        std::thread::spawn(move || child(&dd, "in_raw_thread"))
+
+            let dd = d.clone();
+            spanbus::spawn_blocking(move || child(&dd, "in_spawn_blocking"))
+                .await
+                .unwrap();
+
+            let dd = d.clone();
+            spanbus::thread::spawn(move || child(&dd, "in_thread"))
+                .join()
+                .unwrap();
+
+            let dd = d.clone();
+            spanbus::thread::spawn_with(std::thread::Builder::new(), move || {
+                child(&dd, "in_built_thread")
+            })
+            .unwrap()
             .join()
             .unwrap();
-    }
-    .in_span(d.span("root")))
+
+            let mut set = JoinSet::new();
+            for name in ["in_join_set_a", "in_join_set_b"] {
+                let dd = d.clone();
+                set.spawn_in_current_span(async move { child(&dd, name) });
+            }
+            let dd = d.clone();
+            set.spawn_blocking_in_current_span(move || child(&dd, "in_join_set_blocking"));
+            while let Some(done) = set.join_next().await {
+                done.unwrap();
+            }
+
+            // The raw forms start from an empty context.
+            let dd = d.clone();
+            tokio::spawn(async move { child(&dd, "in_raw_spawn") })
+                .await
+                .unwrap();
+            let dd = d.clone();
+            #[allow(clippy::disallowed_methods)]
+            std::thread::spawn(move || child(&dd, "in_raw_thread"))
+                .join()
+                .unwrap();
+        }
+        .in_span(d.span("root")),
+    )
     .await;
     d.flush().await;
 
@@ -123,7 +126,10 @@ async fn a_context_captured_serialized_and_restored_keeps_the_parent() {
     let (d, spans, _) = recorded("crossing.wire");
     let (origin, wire) = d.span("origin").tag("user", "alice").in_scope(|| {
         let ctx = Context::current().with_extra("tracestate", "vendor=abc");
-        (current_span().unwrap(), serde_json::to_string(&ctx).unwrap())
+        (
+            current_span().unwrap(),
+            serde_json::to_string(&ctx).unwrap(),
+        )
     });
     let value: serde_json::Value = serde_json::from_str(&wire).unwrap();
     assert_eq!(

@@ -108,7 +108,10 @@ async fn arguments_are_captured_as_json_except_skipped_ones() {
         text: "rust".into(),
         top_k: 3,
     };
-    assert_eq!(retrieve(&Connection, q.clone(), Some(2)).await, ["rust", "rust"]);
+    assert_eq!(
+        retrieve(&Connection, q.clone(), Some(2)).await,
+        ["rust", "rust"]
+    );
     assert_eq!(secret("hunter2", Connection), 7);
     assert_eq!(with_a_name("abc"), "ABC");
     d.flush().await;
@@ -226,7 +229,9 @@ async fn a_panic_drops_the_span_and_keeps_unwinding() {
         Outcome::Dropped(DropReason::Panic, "exploded with 3".into())
     )));
     assert_eq!(
-        spans.one(concat!(module_path!(), "::explode_async")).outcome,
+        spans
+            .one(concat!(module_path!(), "::explode_async"))
+            .outcome,
         Outcome::Dropped(DropReason::Panic, "async exploded with 4".into())
     );
 }
@@ -238,6 +243,9 @@ async fn a_dropped_future_drops_its_span_as_cancelled() {
     assert!(timed_out.is_err());
     d.flush().await;
     let span = spans.one(concat!(module_path!(), "::forever"));
-    assert_eq!(span.outcome, Outcome::Dropped(DropReason::Cancelled, String::new()));
+    assert_eq!(
+        span.outcome,
+        Outcome::Dropped(DropReason::Cancelled, String::new())
+    );
     assert_eq!(span.args, Some(json!({"label": "never"})));
 }

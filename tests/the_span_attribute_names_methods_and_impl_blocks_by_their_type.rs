@@ -124,7 +124,10 @@ async fn an_impl_block_spans_every_method_with_its_options() {
         assert_eq!(span.outcome, Outcome::Exited);
     }
     // The block's tags reach every method; a method's own options refine the block's.
-    assert_eq!(spans.one("Retriever::retrieve").tags["component"], "retriever");
+    assert_eq!(
+        spans.one("Retriever::retrieve").tags["component"],
+        "retriever"
+    );
     assert_eq!(spans.one("retriever.count").tags["component"], "retriever");
     assert_eq!(
         spans.one("Retriever::retrieve").args,

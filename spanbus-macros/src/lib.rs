@@ -145,7 +145,10 @@ impl Parse for Options {
                 "dispatcher" => {
                     input.parse::<Token![=]>()?;
                     let lit: LitStr = input.parse().map_err(|e| {
-                        syn::Error::new(e.span(), "`dispatcher` takes a string: dispatcher = \"app.llm\"")
+                        syn::Error::new(
+                            e.span(),
+                            "`dispatcher` takes a string: dispatcher = \"app.llm\"",
+                        )
                     })?;
                     if let Err(why) = validate_dispatcher_name(&lit.value()) {
                         return Err(syn::Error::new(lit.span(), why));
@@ -387,13 +390,17 @@ fn expand_fn(
                 ::std::sync::OnceLock::new();
             #private::method_name(&__SPANBUS_NAME, ::std::any::type_name::<Self>(), #fn_name)
         }},
-        (None, SpanName::Infer(None)) => quote!(::std::concat!(::std::module_path!(), "::", #fn_name)),
+        (None, SpanName::Infer(None)) => {
+            quote!(::std::concat!(::std::module_path!(), "::", #fn_name))
+        }
     };
 
     // The dispatcher, looked up once per call site.
     let dispatcher = match &options.dispatcher {
         Some(lit) => quote! { #private::named_dispatcher(&__SPANBUS_DISPATCHER, #lit) },
-        None => quote! { #private::module_dispatcher(&__SPANBUS_DISPATCHER, ::std::module_path!()) },
+        None => {
+            quote! { #private::module_dispatcher(&__SPANBUS_DISPATCHER, ::std::module_path!()) }
+        }
     };
 
     let tags = options.tags.iter().map(|(k, v)| quote!(.tag(#k, #v)));
@@ -427,12 +434,15 @@ fn expand_fn(
     let is_result = returns_result(&sig.output);
     let is_async = sig.asyncness.is_some();
     let method = match (is_async, is_result) {
-        (true, false) => quote!(instrument),
-        (true, true) => quote!(instrument_result),
-        (false, false) => quote!(in_scope),
-        (false, true) => quote!(in_scope_result),
+        (true, false) => "instrument",
+        (true, true) => "instrument_result",
+        (false, false) => "in_scope",
+        (false, true) => "in_scope_result",
     };
-    let method = quote_spanned!(return_span(&sig.output, fn_span)=> #method);
+    // Errors about the wrapper (an error type without `Display`) point at the return type.
+    let ret_span = return_span(&sig.output, fn_span);
+    let method = Ident::new(method, ret_span);
+    let call = quote_spanned!(ret_span=> ::spanbus::__private::#method);
 
     // Pins the wrapped block's output type to the fn's, so `?` and `return` infer as they do
     // in the fn itself (the same trick as `tracing::instrument`).
@@ -462,21 +472,27 @@ fn expand_fn(
         let __spanbus_span = #private::Dispatcher::span(#dispatcher, #name) #(#tags)* #args;
     };
     let body = if is_async {
-        quote! {
-            #build
-            #private::Span::#method(__spanbus_span, async move {
+        let call = quote_spanned! {ret_span=>
+            #call(__spanbus_span, async move {
                 #fake_return
                 #(#stmts)*
             })
             .await
-        }
-    } else {
+        };
         quote! {
             #build
-            #private::Span::#method(__spanbus_span, move || {
+            #call
+        }
+    } else {
+        let call = quote_spanned! {ret_span=>
+            #call(__spanbus_span, move || {
                 #fake_return
                 #(#stmts)*
             })
+        };
+        quote! {
+            #build
+            #call
         }
     };
     Ok(quote! {
@@ -491,11 +507,7 @@ fn expand_fn(
 fn returns_result(output: &ReturnType) -> bool {
     match output {
         ReturnType::Type(_, ty) => match &**ty {
-            Type::Path(p) => p
-                .path
-                .segments
-                .last()
-                .is_some_and(|s| s.ident == "Result"),
+            Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Result"),
             _ => false,
         },
         ReturnType::Default => false,
