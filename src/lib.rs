@@ -139,6 +139,64 @@ pub use record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter, SpanExit, 
 pub use registry::Registry;
 pub use shutdown::{HandlerReport, ShutdownReport};
 pub use span::{Instrumented, OpenSpan, Span, SpanFutureExt};
+/// The `#[spanbus::span]` attribute.
+///
+/// # Examples
+///
+/// ```
+/// use spanbus::handlers::SimpleSpanHandler;
+///
+/// #[derive(Debug)]
+/// struct NotFound(String);
+/// impl std::fmt::Display for NotFound {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         write!(f, "no document for {:?}", self.0)
+///     }
+/// }
+///
+/// struct Index {
+///     docs: Vec<String>,
+/// }
+///
+/// // Every method of the block gets a span named `Index::<method>`.
+/// #[spanbus::span(dispatcher = "rag.index", tags(component = "index"))]
+/// impl Index {
+///     async fn search(&self, query: &str) -> Result<String, NotFound> {
+///         let hit = self.docs.iter().find(|d| d.contains(query));
+///         hit.cloned().ok_or_else(|| NotFound(query.to_owned()))
+///     }
+///
+///     #[span(skip(doc))]
+///     fn add(&mut self, doc: String) {
+///         self.docs.push(doc);
+///     }
+/// }
+///
+/// // A free function, named by its path; `index` (not `Serialize`) and `api_key` are not captured.
+/// #[spanbus::span(dispatcher = "rag", skip(index, api_key))]
+/// async fn answer(index: &Index, question: String, api_key: &str) -> Result<String, NotFound> {
+///     let _ = api_key;
+///     index.search(&question).await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spans = SimpleSpanHandler::new();
+/// spanbus::get_dispatcher("rag")?.add_span_handler(spans.clone())?;
+///
+/// let mut index = Index { docs: vec![] };
+/// index.add("rust is fast".into());
+/// assert!(answer(&index, "rust".into(), "sk-…").await.is_ok());
+/// assert!(answer(&index, "python".into(), "sk-…").await.is_err()); // both spans dropped
+/// spanbus::flush().await;
+///
+/// let names: Vec<_> = spans.spans().iter().map(|s| s.name.to_string()).collect();
+/// assert_eq!(names[0], "Index::add");
+/// assert_eq!(names[1], "Index::search");
+/// assert!(names[2].ends_with("::answer"));
+/// # Ok(())
+/// # }
+/// ```
 pub use spanbus_macros::span;
 pub use spawn::{JoinSetExt, spawn, spawn_blocking, thread};
 pub use stream::{InstrumentedStream, SpanStreamExt};

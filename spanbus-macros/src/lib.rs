@@ -16,9 +16,54 @@ use syn::{
     Signature, Token, Type, Visibility,
 };
 
-/// Wraps a function, a method, or every method of an `impl` block in a spanbus span.
+/// Wraps a function, a method, or every method of an `impl` block in a spanbus span
+/// (llama-index's `@dispatcher.span` and `DispatcherSpanMixin`).
 ///
-/// See `spanbus::span` for the documentation.
+/// # Where it goes
+///
+/// - an `async fn`: the span wraps the future (entered at its first poll, so its parent is the
+///   span of whoever awaits it);
+/// - a sync `fn`: the span wraps the call;
+/// - a method: named `Type::method` (the type's name is read once per call site with
+///   `std::any::type_name`, without its path or generic arguments);
+/// - an `impl` block (opt-in): every method of the block, named `Type::method`, including
+///   associated fns without `self`; `const fn`s are left alone. A method inside the block can
+///   carry its own `#[span(...)]` to refine the block's options (its `name`, `skip`, `tags`).
+///
+/// A free fn's span is named by its path, `my_crate::module::function`. An associated fn without
+/// `self` that carries the attribute itself cannot see its type: put the attribute on the
+/// `impl` block or give it a `name`.
+///
+/// # Options
+///
+/// | option | effect |
+/// |---|---|
+/// | `dispatcher = "app.llm"` | the process-wide dispatcher to use; checked at compile time. Default: the dispatcher named after the module path, `my_crate::llm` → `my_crate.llm` (llama-index's `get_dispatcher(__name__)`) |
+/// | `name = "retrieve"` | the span's name instead of the fn's |
+/// | `skip(a, b)` | arguments not to capture (a name that is not an argument is an error) |
+/// | `skip_all` | capture no argument |
+/// | `tags(key = value, "dotted.key" = value)` | tags of the span; values are expressions evaluated at each call, anything `Into<serde_json::Value>` |
+///
+/// # Arguments
+///
+/// Every argument bound to a plain name is captured with `serde_json::to_value` into the span's
+/// `args`, a JSON object keyed by argument name; `self` never is, nor are destructuring
+/// patterns. An argument whose type is not `Serialize` must be skipped: otherwise the compiler
+/// says "argument `x` is not serializable" at that argument. Capturing costs a serialization per
+/// call: skip large or hot arguments.
+///
+/// # Outcomes
+///
+/// A fn whose return type is a path ending in `Result` (`Result<T, E>`, `io::Result<T>`,
+/// `anyhow::Result<T>`) drops its span with the error's `Display` text when it returns `Err`;
+/// `E` must implement `Display`. Any other return exits the span. A panic drops the span with
+/// the panic's text and keeps unwinding; a dropped future drops its span as cancelled. Return
+/// values, errors and panics pass through unchanged.
+///
+/// # Cost
+///
+/// The dispatcher is looked up once per call site (a `static OnceLock`); each call then builds
+/// its span like `dispatcher.span(name)` does, plus the argument capture.
 #[proc_macro_attribute]
 pub fn span(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr.into(), item.into()) {
@@ -40,14 +85,13 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     };
     match item {
         Item::Fn(f) => {
-            let span_name = SpanName::Infer(None);
             expand_fn(
                 &options,
                 &f.attrs,
                 &f.vis,
                 &f.sig,
                 &f.block,
-                span_name,
+                None,
                 f.sig.ident.span(),
             )
         }
@@ -286,7 +330,7 @@ fn expand_impl(options: Options, mut imp: ItemImpl) -> syn::Result<TokenStream2>
             &f.vis,
             &f.sig,
             &f.block,
-            SpanName::Infer(type_name.clone()),
+            type_name.clone(),
             f.sig.ident.span(),
         )?;
         *item = ImplItem::Verbatim(tokens);
@@ -317,19 +361,15 @@ fn self_type_name(ty: &Type) -> Option<String> {
 
 // ---- functions ----------------------------------------------------------------------------
 
-enum SpanName {
-    /// `Type::method` when the type is known (impl block) or the fn has a receiver (read at
-    /// run time); the fn path otherwise.
-    Infer(Option<String>),
-}
-
 fn expand_fn(
     options: &Options,
     attrs: &[Attribute],
     vis: &Visibility,
     sig: &Signature,
     block: &Block,
-    span_name: SpanName,
+    // The `impl` block's type, if known: spans are named `Type::method`. Otherwise a fn
+    // with a receiver reads its type's name at run time, and any other fn uses its path.
+    self_type: Option<String>,
     fn_span: Span,
 ) -> syn::Result<TokenStream2> {
     if let Some(c) = &sig.constness {
@@ -379,18 +419,18 @@ fn expand_fn(
     };
 
     // The span's name.
-    let name = match (&options.name, span_name) {
+    let name = match (&options.name, self_type) {
         (Some(lit), _) => quote!(#lit),
-        (None, SpanName::Infer(Some(ty))) => {
+        (None, Some(ty)) => {
             let full = format!("{ty}::{fn_name}");
             quote!(#full)
         }
-        (None, SpanName::Infer(None)) if has_receiver => quote! {{
+        (None, None) if has_receiver => quote! {{
             static __SPANBUS_NAME: ::std::sync::OnceLock<::std::string::String> =
                 ::std::sync::OnceLock::new();
             #private::method_name(&__SPANBUS_NAME, ::std::any::type_name::<Self>(), #fn_name)
         }},
-        (None, SpanName::Infer(None)) => {
+        (None, None) => {
             quote!(::std::concat!(::std::module_path!(), "::", #fn_name))
         }
     };
