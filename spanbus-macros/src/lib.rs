@@ -84,17 +84,15 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
     };
     match item {
-        Item::Fn(f) => {
-            expand_fn(
-                &options,
-                &f.attrs,
-                &f.vis,
-                &f.sig,
-                &f.block,
-                None,
-                f.sig.ident.span(),
-            )
-        }
+        Item::Fn(f) => expand_fn(
+            &options,
+            &f.attrs,
+            &f.vis,
+            &f.sig,
+            &f.block,
+            None,
+            f.sig.ident.span(),
+        ),
         Item::Impl(imp) => expand_impl(options, imp),
         other => {
             let what = item_kind(&other);
