@@ -61,7 +61,10 @@
 //! | an event type | [`event`] | `BaseEvent` |
 //! | a record (event or span signal with its envelope) | [`record`] | the event's base fields |
 //! | the current span and tags | [`context`] | `active_span_id`, `instrument_tags` |
-//! | spans on futures, closures, by hand | [`span`] | `@dispatcher.span`, `span_enter/exit/drop` |
+//! | spans on futures, closures, by hand | [`span`](mod@span) | `@dispatcher.span`, `span_enter/exit/drop` |
+//! | the `#[span]` attribute on fns, methods, impl blocks | [`span`](macro@span) | `@dispatcher.span`, `DispatcherSpanMixin` |
+//! | spans around streams | [`stream`] | — (llama-index closes a generator's span at creation) |
+//! | crossing tasks, threads and processes | [`spawn`](mod@spawn) | `capture/restore_propagation_context`, context-copying `Thread` |
 //! | a dispatcher and its hierarchy | [`dispatcher`], [`registry`] | `Dispatcher`, `Manager`, `get_dispatcher` |
 //! | delivery from emitters to handler tasks | `channel` (internal) | — (llama-index calls handlers inline) |
 //! | handlers | [`handler`], [`handlers`] | `BaseEventHandler`, `BaseSpanHandler` |

@@ -227,7 +227,6 @@ pub mod thread {
         T: Send + 'static,
     {
         let ctx = Context::current();
-        #[allow(clippy::disallowed_methods)]
         std::thread::spawn(move || ctx.in_scope(f))
     }
 
