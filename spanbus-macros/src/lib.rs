@@ -66,9 +66,14 @@ use syn::{
 /// its span like `dispatcher.span(name)` does, plus the argument capture.
 #[proc_macro_attribute]
 pub fn span(attr: TokenStream, item: TokenStream) -> TokenStream {
-    match expand(attr.into(), item.into()) {
+    let item = TokenStream2::from(item);
+    match expand(attr.into(), item.clone()) {
         Ok(tokens) => tokens.into(),
-        Err(err) => err.to_compile_error().into(),
+        // The item goes through unchanged, so the error is the only one reported.
+        Err(err) => {
+            let err = err.to_compile_error();
+            quote!(#err #item).into()
+        }
     }
 }
 
