@@ -100,6 +100,14 @@ pub fn instrument<F: std::future::Future>(
     span.instrument(future)
 }
 
+/// Spans a stream returned by a `-> impl Stream` fn for its whole life.
+pub fn in_span_stream<S: futures::Stream>(
+    stream: S,
+    span: Span,
+) -> crate::stream::InstrumentedStream<S> {
+    crate::stream::SpanStreamExt::in_span(stream, span)
+}
+
 /// Captures one argument.
 pub fn capture<A, T: SpanArg<A> + ?Sized>(value: &T) -> Value {
     value.to_span_value()

@@ -127,3 +127,44 @@ async fn a_panic_in_poll_next_drops_the_span_and_keeps_unwinding() {
         Outcome::Dropped(DropReason::Panic, "bad item 2".into())
     );
 }
+
+/// With the attribute, a fn returning `impl Stream` spans the stream's whole life.
+#[spanbus::span(dispatcher = "streams.attr", skip(d))]
+fn numbered(d: &spanbus::Dispatcher, n: usize) -> impl futures::Stream<Item = String> + use<> {
+    chunks(d.clone(), n)
+}
+
+#[tokio::test]
+async fn the_attribute_on_a_fn_returning_a_stream_spans_the_whole_stream() {
+    let (d, spans, events) = recorded("streams.attr");
+    let s = numbered(&d, 2);
+    d.flush().await;
+    // Created but not polled: no span yet.
+    assert!(spans.all().is_empty());
+
+    let items: Vec<String> = s.collect().await;
+    assert_eq!(items, ["chunk-0", "chunk-1"]);
+    let dropped_early: Vec<String> = numbered(&d, 5).take(1).collect().await;
+    assert_eq!(dropped_early.len(), 1);
+    d.flush().await;
+
+    let all = spans.all();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|s| s.name.ends_with("::numbered")));
+    assert_eq!(all[0].outcome, Outcome::Exited);
+    assert_eq!(all[0].args, Some(serde_json::json!({ "n": 2 })));
+    assert_eq!(
+        all[1].outcome,
+        Outcome::Dropped(DropReason::Cancelled, String::new())
+    );
+    let chunk_spans: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter(|e| e.name == "Chunk")
+        .map(|e| e.span)
+        .collect();
+    assert_eq!(
+        chunk_spans,
+        [Some(all[0].id), Some(all[0].id), Some(all[1].id)]
+    );
+}

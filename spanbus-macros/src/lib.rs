@@ -30,6 +30,12 @@ use syn::{
 ///   associated fns without `self`; `const fn`s are left alone. A method inside the block can
 ///   carry its own `#[span(...)]` to refine the block's options (its `name`, `skip`, `tags`).
 ///
+/// A sync fn returning `impl Stream<..>` has its returned stream spanned instead (see
+/// `spanbus::SpanStreamExt`): the span is entered at the stream's first poll, is current while
+/// it produces items, and ends when the stream ends (exit) or is dropped early (cancelled). The
+/// code that builds the stream runs before the span. An `async fn` returning a stream, or a fn
+/// returning a boxed stream, spans only the creation: wrap the stream with `.in_span(...)`.
+///
 /// A free fn's span is named by its path, `my_crate::module::function`. An associated fn without
 /// `self` that carries the attribute itself cannot see its type: put the attribute on the
 /// `impl` block or give it a `name`.
@@ -514,7 +520,17 @@ fn expand_fn(
             ::std::sync::OnceLock::new();
         let __spanbus_span = #private::Dispatcher::span(#dispatcher, #name) #(#tags)* #args;
     };
-    let body = if is_async {
+    let body = if !is_async && returns_impl_stream(&sig.output) {
+        // A fn returning `impl Stream`: the span covers the stream's whole life, not just its
+        // creation (llama-index ends a generator's span when the generator is created).
+        quote! {
+            #build
+            let __spanbus_stream = (move || {
+                #(#stmts)*
+            })();
+            ::spanbus::__private::in_span_stream(__spanbus_stream, __spanbus_span)
+        }
+    } else if is_async {
         let call = quote_spanned! {ret_span=>
             #call(__spanbus_span, async move {
                 #fake_return
@@ -543,6 +559,23 @@ fn expand_fn(
         #vis #sig {
             #body
         }
+    })
+}
+
+/// Whether the return type is `impl Stream<..>` (any path ending in `Stream`, other bounds
+/// allowed).
+fn returns_impl_stream(output: &ReturnType) -> bool {
+    let ReturnType::Type(_, ty) = output else {
+        return false;
+    };
+    let Type::ImplTrait(imp) = &**ty else {
+        return false;
+    };
+    imp.bounds.iter().any(|b| match b {
+        syn::TypeParamBound::Trait(t) => {
+            t.path.segments.last().is_some_and(|s| s.ident == "Stream")
+        }
+        _ => false,
     })
 }
 
