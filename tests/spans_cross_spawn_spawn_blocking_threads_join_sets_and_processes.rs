@@ -232,3 +232,33 @@ async fn sync_code_outside_any_task_sees_the_closure_forms_span() {
     assert_eq!(inner.parent, Some(outer.id));
     assert_eq!(inner.args, Some(json!({ "n": 1 })));
 }
+
+#[tokio::test]
+async fn extras_cross_with_the_rest_of_the_context() {
+    fn tracestate() -> Option<String> {
+        Context::current().extras().get("tracestate").cloned()
+    }
+    let seen = Context::empty()
+        .with_extra("tracestate", "vendor=1")
+        .attach(async {
+            let mut set = JoinSet::new();
+            set.spawn_in_current_span(async { tracestate() });
+            [
+                spanbus::spawn(async { tracestate() }).await.unwrap(),
+                spanbus::spawn_blocking(tracestate).await.unwrap(),
+                spanbus::thread::spawn(tracestate).join().unwrap(),
+                set.join_next().await.unwrap().unwrap(),
+            ]
+        })
+        .await;
+    assert_eq!(
+        seen,
+        [
+            Some("vendor=1".to_owned()),
+            Some("vendor=1".to_owned()),
+            Some("vendor=1".to_owned()),
+            Some("vendor=1".to_owned())
+        ]
+    );
+    assert_eq!(tracestate(), None);
+}
