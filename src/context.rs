@@ -45,12 +45,13 @@
 //! ```
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::id::{SpanId, TraceId};
@@ -82,25 +83,65 @@ impl SpanContext {
     }
 }
 
-/// The current span and the active tags, as a value.
+/// The current span, the active tags and the extras, as a value.
 ///
 /// Capture it with [`Context::current`], carry it anywhere (it is `Send + Sync` and cheap to
-/// clone), and make it current again with [`Context::in_scope`] or [`Context::attach`].
+/// clone), and make it current again with [`Context::in_scope`] or [`Context::attach`] —
+/// llama-index's `capture_propagation_context` and `restore_propagation_context`.
+///
+/// It also crosses processes: it is `Serialize` and `Deserialize`, as a JSON object with the
+/// current span's `trace_id` and `span_id` (hex, absent when there is no span), `tags`, and
+/// `extras` (absent when empty). A span started under a restored context is a child of the
+/// captured span, in the same trace.
+///
+/// # Examples
+///
+/// ```
+/// use spanbus::{Context, current_span};
+///
+/// let d = spanbus::Dispatcher::new("worker")?;
+/// let (parent, wire) = d.span("request").in_scope(|| {
+///     let ctx = Context::current().with_extra("tracestate", "vendor=1");
+///     (current_span().unwrap(), serde_json::to_string(&ctx).unwrap())
+/// });
+///
+/// // Elsewhere — another thread, another process:
+/// let restored: Context = serde_json::from_str(&wire)?;
+/// assert_eq!(restored.span(), Some(parent));
+/// assert_eq!(restored.extras()["tracestate"], "vendor=1");
+/// restored.in_scope(|| {
+///     let child = d.span("job").enter();
+///     assert_eq!(child.context().trace_id(), parent.trace_id());
+///     child.exit();
+/// });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Context {
     pub(crate) span: Option<SpanContext>,
     pub(crate) tags: Option<Arc<Tags>>,
+    pub(crate) extras: Option<Arc<Extras>>,
 }
 
+/// String key–value pairs that travel with a [`Context`] but are not record tags: what
+/// handlers and integrations need to carry across tasks and processes (for example a W3C
+/// `tracestate`).
+pub type Extras = BTreeMap<String, String>;
+
 thread_local! {
-    static CURRENT: RefCell<Context> = const { RefCell::new(Context { span: None, tags: None }) };
+    static CURRENT: RefCell<Context> = const {
+        RefCell::new(Context { span: None, tags: None, extras: None })
+    };
 }
+
+static NO_EXTRAS: Extras = BTreeMap::new();
 
 static NO_TAGS: Tags = Tags::new();
 
 impl Context {
     /// The context current on this thread: inside a spanned future or closure, that span and
     /// its tags; elsewhere, empty.
+    #[doc(alias = "capture_propagation_context")]
     pub fn current() -> Context {
         CURRENT.try_with(|c| c.borrow().clone()).unwrap_or_default()
     }
@@ -118,6 +159,21 @@ impl Context {
     /// The active tags.
     pub fn tags(&self) -> &Tags {
         self.tags.as_deref().unwrap_or(&NO_TAGS)
+    }
+
+    /// The extras: string pairs carried along with the context (see [`Extras`]).
+    pub fn extras(&self) -> &Extras {
+        self.extras.as_deref().unwrap_or(&NO_EXTRAS)
+    }
+
+    /// This context with the extra `key` set to `value` (replacing a previous value).
+    ///
+    /// Spans entered under this context, and tasks and threads started from it with the
+    /// helpers of [`spawn`](crate::spawn()), carry the extras on.
+    pub fn with_extra(mut self, key: impl Into<String>, value: impl Into<String>) -> Context {
+        Arc::make_mut(self.extras.get_or_insert_with(Default::default))
+            .insert(key.into(), value.into());
+        self
     }
 
     /// This context with `span` as its current span.
@@ -141,6 +197,7 @@ impl Context {
     }
 
     /// Runs `f` with this context current on this thread, then restores the previous one.
+    #[doc(alias = "restore_propagation_context")]
     pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
         let mut ctx = self.clone();
         let _guard = Swap::new(&mut ctx);
@@ -148,12 +205,73 @@ impl Context {
     }
 
     /// Wraps `future` so that this context is current during each of its polls.
+    #[doc(alias = "restore_propagation_context")]
     pub fn attach<F: Future>(self, future: F) -> WithContext<F> {
         WithContext {
             inner: future,
             ctx: self,
             delta: None,
         }
+    }
+}
+
+/// The wire form of a [`Context`].
+#[derive(Serialize)]
+struct WireRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<TraceId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span_id: Option<SpanId>,
+    tags: &'a Tags,
+    #[serde(skip_serializing_if = "is_empty")]
+    extras: &'a Extras,
+}
+
+fn is_empty(extras: &&Extras) -> bool {
+    extras.is_empty()
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    #[serde(default)]
+    trace_id: Option<TraceId>,
+    #[serde(default)]
+    span_id: Option<SpanId>,
+    #[serde(default)]
+    tags: Tags,
+    #[serde(default)]
+    extras: Extras,
+}
+
+impl Serialize for Context {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireRef {
+            trace_id: self.span.map(|s| s.trace_id),
+            span_id: self.span.map(|s| s.span_id),
+            tags: self.tags(),
+            extras: self.extras(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Context {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = Wire::deserialize(deserializer)?;
+        let span = match (wire.trace_id, wire.span_id) {
+            (Some(trace_id), Some(span_id)) => Some(SpanContext { trace_id, span_id }),
+            (None, None) => None,
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "a context needs both `trace_id` and `span_id`, or neither",
+                ));
+            }
+        };
+        Ok(Context {
+            span,
+            tags: (!wire.tags.is_empty()).then(|| Arc::new(wire.tags)),
+            extras: (!wire.extras.is_empty()).then(|| Arc::new(wire.extras)),
+        })
     }
 }
 

@@ -61,7 +61,10 @@
 //! | an event type | [`event`] | `BaseEvent` |
 //! | a record (event or span signal with its envelope) | [`record`] | the event's base fields |
 //! | the current span and tags | [`context`] | `active_span_id`, `instrument_tags` |
-//! | spans on futures, closures, by hand | [`span`] | `@dispatcher.span`, `span_enter/exit/drop` |
+//! | spans on futures, closures, by hand | [`span`](mod@span) | `@dispatcher.span`, `span_enter/exit/drop` |
+//! | the `#[span]` attribute on fns, methods, impl blocks | [`span`](macro@span) | `@dispatcher.span`, `DispatcherSpanMixin` |
+//! | spans around streams | [`stream`] | — (llama-index closes a generator's span at creation) |
+//! | crossing tasks, threads and processes | [`spawn`](mod@spawn) | `capture/restore_propagation_context`, context-copying `Thread` |
 //! | a dispatcher and its hierarchy | [`dispatcher`], [`registry`] | `Dispatcher`, `Manager`, `get_dispatcher` |
 //! | delivery from emitters to handler tasks | `channel` (internal) | — (llama-index calls handlers inline) |
 //! | handlers | [`handler`], [`handlers`] | `BaseEventHandler`, `BaseSpanHandler` |
@@ -118,13 +121,20 @@ pub mod record;
 pub mod registry;
 pub mod shutdown;
 pub mod span;
+pub mod spawn;
+pub mod stream;
 
 mod channel;
 mod id;
 
+#[doc(hidden)]
+pub mod __private;
+
 use std::time::Duration;
 
-pub use context::{Context, SpanContext, WithContext, current_span, tags_in_scope, with_tags};
+pub use context::{
+    Context, Extras, SpanContext, WithContext, current_span, tags_in_scope, with_tags,
+};
 pub use dispatcher::{DEFAULT_CAPACITY, Dispatcher, DispatcherBuilder, Emit, EmitFuture};
 pub use error::{
     EmitError, HandlerError, IdError, JsonlError, LineError, NameError, OutputError, SerializeError,
@@ -138,6 +148,67 @@ pub use record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter, SpanExit, 
 pub use registry::Registry;
 pub use shutdown::{HandlerReport, ShutdownReport};
 pub use span::{Instrumented, OpenSpan, Span, SpanFutureExt};
+/// The `#[spanbus::span]` attribute.
+///
+/// # Examples
+///
+/// ```
+/// use spanbus::handlers::SimpleSpanHandler;
+///
+/// #[derive(Debug)]
+/// struct NotFound(String);
+/// impl std::fmt::Display for NotFound {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         write!(f, "no document for {:?}", self.0)
+///     }
+/// }
+///
+/// struct Index {
+///     docs: Vec<String>,
+/// }
+///
+/// // Every method of the block gets a span named `Index::<method>`.
+/// #[spanbus::span(dispatcher = "rag.index", tags(component = "index"))]
+/// impl Index {
+///     async fn search(&self, query: &str) -> Result<String, NotFound> {
+///         let hit = self.docs.iter().find(|d| d.contains(query));
+///         hit.cloned().ok_or_else(|| NotFound(query.to_owned()))
+///     }
+///
+///     #[span(skip(doc))]
+///     fn add(&mut self, doc: String) {
+///         self.docs.push(doc);
+///     }
+/// }
+///
+/// // A free function, named by its path; `index` (not `Serialize`) and `api_key` are not captured.
+/// #[spanbus::span(dispatcher = "rag", skip(index, api_key))]
+/// async fn answer(index: &Index, question: String, api_key: &str) -> Result<String, NotFound> {
+///     let _ = api_key;
+///     index.search(&question).await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spans = SimpleSpanHandler::new();
+/// spanbus::get_dispatcher("rag")?.add_span_handler(spans.clone())?;
+///
+/// let mut index = Index { docs: vec![] };
+/// index.add("rust is fast".into());
+/// assert!(answer(&index, "rust".into(), "sk-…").await.is_ok());
+/// assert!(answer(&index, "python".into(), "sk-…").await.is_err()); // both spans dropped
+/// spanbus::flush().await;
+///
+/// let names: Vec<_> = spans.spans().iter().map(|s| s.name.to_string()).collect();
+/// assert_eq!(names[0], "Index::add");
+/// assert_eq!(names[1], "Index::search");
+/// assert!(names[2].ends_with("::answer"));
+/// # Ok(())
+/// # }
+/// ```
+pub use spanbus_macros::span;
+pub use spawn::{JoinSetExt, spawn, spawn_blocking, thread};
+pub use stream::{InstrumentedStream, SpanStreamExt};
 
 /// The process-wide dispatcher named `name` (llama-index's `get_dispatcher(__name__)`).
 ///

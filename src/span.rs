@@ -111,7 +111,7 @@ impl Span {
 
     /// Enters the span now: resolves its parent and tags from the current context, emits the
     /// enter record.
-    fn open(self) -> Opened {
+    pub(crate) fn open(self) -> Opened {
         let current = Context::current().with_tags(self.tags);
         let parent = self.parent.unwrap_or(current.span);
         let span = SpanContext::new(
@@ -131,6 +131,7 @@ impl Span {
             ctx: Context {
                 span: Some(span),
                 tags,
+                extras: current.extras,
             },
             span,
             tracked,
@@ -208,21 +209,21 @@ fn run_in<R>(mut open: Opened, f: impl FnOnce() -> R, failed: impl Fn(&R) -> Opt
 
 /// An entered span: its context, and whether its dispatcher tracks it.
 #[derive(Debug)]
-struct Opened {
+pub(crate) struct Opened {
     dispatcher: Dispatcher,
-    ctx: Context,
+    pub(crate) ctx: Context,
     span: SpanContext,
     tracked: bool,
 }
 
 impl Opened {
-    fn exit(self) {
+    pub(crate) fn exit(self) {
         if self.tracked {
             self.dispatcher.exit_span(self.span, self.ctx.tags);
         }
     }
 
-    fn end(self, reason: DropReason, message: String) {
+    pub(crate) fn end(self, reason: DropReason, message: String) {
         if self.tracked {
             self.dispatcher
                 .drop_span(self.span, self.ctx.tags, reason, message);

@@ -1,0 +1,129 @@
+//! The runtime of `#[spanbus::span]`: what the generated code calls. Not a public API.
+
+use std::sync::OnceLock;
+
+pub use serde_json::{Map, Value};
+
+pub use crate::dispatcher::Dispatcher;
+pub use crate::span::Span;
+
+/// The dispatcher named after a module path (`a::b` → `a.b`), looked up once per call site.
+pub fn module_dispatcher(
+    cell: &'static OnceLock<Dispatcher>,
+    module_path: &str,
+) -> &'static Dispatcher {
+    cell.get_or_init(|| lookup(&module_path.replace("::", ".")))
+}
+
+/// The dispatcher named `name` (checked at compile time), looked up once per call site.
+pub fn named_dispatcher(cell: &'static OnceLock<Dispatcher>, name: &str) -> &'static Dispatcher {
+    cell.get_or_init(|| lookup(name))
+}
+
+/// The global dispatcher `name`; the root if the name is rejected (the attribute checks explicit
+/// names at compile time, and module paths are valid names, so this is a last resort rather than
+/// a panic).
+fn lookup(name: &str) -> Dispatcher {
+    crate::get_dispatcher(name).unwrap_or_else(|_| crate::root_dispatcher())
+}
+
+/// `Type::method` from `std::any::type_name::<Self>()`: the last path segment of the type, without
+/// generic arguments. Computed once per call site.
+pub fn method_name(cell: &'static OnceLock<String>, type_name: &str, method: &str) -> &'static str {
+    cell.get_or_init(|| format!("{}::{method}", short_type_name(type_name)))
+}
+
+fn short_type_name(full: &str) -> &str {
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+/// A span argument: any `Serialize` value. The marker `A` is a type named after the argument,
+/// so the error names it.
+#[diagnostic::on_unimplemented(
+    message = "argument `{A}` is not serializable, so #[spanbus::span] cannot capture it",
+    label = "`{Self}` does not implement `serde::Serialize`",
+    note = "add it to `skip({A})` in #[spanbus::span(...)] (or use `skip_all`), or implement `serde::Serialize` for it"
+)]
+pub trait SpanArg<A> {
+    /// The argument as a JSON value.
+    fn to_span_value(&self) -> Value;
+}
+
+impl<T: serde::Serialize + ?Sized, A> SpanArg<A> for T {
+    fn to_span_value(&self) -> Value {
+        serde_json::to_value(self)
+            .unwrap_or_else(|e| Value::String(format!("<not serializable: {e}>")))
+    }
+}
+
+/// The error type of a spanned fn returning `Result`: its `Display` text is the drop message.
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` must implement `std::fmt::Display` for #[spanbus::span] to record it",
+    label = "a `Result` fn's span is dropped with the error's text, so `{Self}` needs `Display`",
+    note = "implement `std::fmt::Display` for `{Self}`"
+)]
+pub trait SpanError: std::fmt::Display {}
+
+impl<E: std::fmt::Display + ?Sized> SpanError for E {}
+
+/// [`Span::in_scope_result`] for the attribute, with its own diagnostic.
+pub fn in_scope_result<T, E: SpanError>(
+    span: Span,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    span.in_scope_result(f)
+}
+
+/// [`Span::instrument_result`] for the attribute, with its own diagnostic.
+pub fn instrument_result<F, T, E>(
+    span: Span,
+    future: F,
+) -> crate::span::Instrumented<F, crate::span::ResultOutput>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: SpanError,
+{
+    span.instrument_result(future)
+}
+
+/// [`Span::in_scope`] for the attribute.
+pub fn in_scope<R>(span: Span, f: impl FnOnce() -> R) -> R {
+    span.in_scope(f)
+}
+
+/// [`Span::instrument`] for the attribute.
+pub fn instrument<F: std::future::Future>(
+    span: Span,
+    future: F,
+) -> crate::span::Instrumented<F, crate::span::AnyOutput> {
+    span.instrument(future)
+}
+
+/// Spans a stream returned by a `-> impl Stream` fn for its whole life.
+pub fn in_span_stream<S: futures::Stream>(
+    stream: S,
+    span: Span,
+) -> crate::stream::InstrumentedStream<S> {
+    crate::stream::SpanStreamExt::in_span(stream, span)
+}
+
+/// Captures one argument.
+pub fn capture<A, T: SpanArg<A> + ?Sized>(value: &T) -> Value {
+    value.to_span_value()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    #[test]
+    fn type_names_are_shortened_to_their_last_segment() {
+        assert_eq!(short_type_name("my_crate::store::Store"), "Store");
+        assert_eq!(
+            short_type_name("my_crate::Wrap<alloc::string::String>"),
+            "Wrap"
+        );
+        assert_eq!(short_type_name("Plain"), "Plain");
+    }
+}

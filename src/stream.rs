@@ -1,0 +1,146 @@
+//! Spans around streams: open for the stream's whole life.
+//!
+//! llama-index closes a generator's span as soon as the generator object is created, so the
+//! chunks it streams belong to a span that has already ended. spanbus keeps an instrumented
+//! [`Stream`]'s span open from its first poll until it ends:
+//!
+//! | the stream…                               | the span is…                                        |
+//! |-------------------------------------------|-----------------------------------------------------|
+//! | yields `None` (ends)                      | exited                                              |
+//! | panics in `poll_next`                     | dropped, [`DropReason::Panic`], the panic continues |
+//! | is dropped before it ends                 | dropped, [`DropReason::Cancelled`]                  |
+//! | is dropped before its first poll          | never entered: nothing is emitted                   |
+//!
+//! The span is current during every `poll_next`, so events emitted while producing an item —
+//! and spans entered there — belong to it. Items pass through unchanged, and the stream keeps
+//! returning `None` once it has ended.
+//!
+//! # Examples
+//!
+//! ```
+//! use futures::{StreamExt, stream};
+//! use spanbus::{SpanStreamExt, current_span};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), spanbus::NameError> {
+//! let d = spanbus::Dispatcher::new("llm")?;
+//! let chunks: Vec<_> = stream::iter(["Hel", "lo"])
+//!     .map(|chunk| (chunk, current_span())) // runs inside the stream's span
+//!     .in_span(d.span("stream_chat"))
+//!     .collect()
+//!     .await;
+//! assert!(chunks.iter().all(|(_, span)| span.is_some() && *span == chunks[0].1));
+//! assert_eq!(current_span(), None); // the span is current only inside the stream
+//! # Ok(())
+//! # }
+//! ```
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::task::Poll;
+
+use futures::Stream;
+
+use crate::context::Swap;
+use crate::handler::panic_message;
+use crate::record::DropReason;
+use crate::span::{Opened, Span};
+
+pin_project_lite::pin_project! {
+    /// A stream running inside a span; made by [`SpanStreamExt::in_span`].
+    #[must_use = "streams do nothing unless polled"]
+    pub struct InstrumentedStream<S> {
+        #[pin]
+        inner: Option<S>,
+        pending: Option<Span>,
+        open: Option<Opened>,
+    }
+
+    impl<S> PinnedDrop for InstrumentedStream<S> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if let Some(mut open) = this.open.take() {
+                // Drop the inner stream first, inside the span, so that spans it holds end
+                // (cancelled) before this one.
+                {
+                    let _guard = Swap::new(&mut open.ctx);
+                    this.inner.set(None);
+                }
+                open.end(DropReason::Cancelled, String::new());
+            }
+        }
+    }
+}
+
+impl<S: Stream> Stream for InstrumentedStream<S> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<S::Item>> {
+        let mut this = self.project();
+        if let Some(pending) = this.pending.take() {
+            *this.open = Some(pending.open());
+        }
+        let (Some(open), Some(inner)) = (this.open.as_mut(), this.inner.as_mut().as_pin_mut())
+        else {
+            // Ended (or panicked) before: stay ended.
+            return Poll::Ready(None);
+        };
+        let polled = {
+            let _guard = Swap::new(&mut open.ctx);
+            catch_unwind(AssertUnwindSafe(|| inner.poll_next(cx)))
+        };
+        match polled {
+            Ok(Poll::Ready(None)) => {
+                if let Some(mut open) = this.open.take() {
+                    {
+                        let _guard = Swap::new(&mut open.ctx);
+                        this.inner.set(None);
+                    }
+                    open.exit();
+                }
+                Poll::Ready(None)
+            }
+            Ok(other) => other,
+            Err(payload) => {
+                if let Some(open) = this.open.take() {
+                    open.end(DropReason::Panic, panic_message(&*payload));
+                }
+                this.inner.set(None);
+                resume_unwind(payload)
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.inner {
+            Some(inner) => inner.size_hint(),
+            None => (0, Some(0)),
+        }
+    }
+}
+
+impl<S: Stream> futures::stream::FusedStream for InstrumentedStream<S> {
+    fn is_terminated(&self) -> bool {
+        self.inner.is_none()
+    }
+}
+
+/// Span methods for every stream.
+pub trait SpanStreamExt: Stream + Sized {
+    /// Runs this stream inside `span`: entered at the first poll, current during every
+    /// `poll_next`, exited when the stream ends, dropped as cancelled if the stream is dropped
+    /// before it ends.
+    ///
+    /// # Examples
+    ///
+    /// See [the module documentation](crate::stream).
+    fn in_span(self, span: Span) -> InstrumentedStream<Self> {
+        InstrumentedStream {
+            inner: Some(self),
+            pending: Some(span),
+            open: None,
+        }
+    }
+}
+
+impl<S: Stream> SpanStreamExt for S {}

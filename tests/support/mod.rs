@@ -1,0 +1,123 @@
+//! Handlers that record what the tests assert on.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use spanbus::{
+    Dispatcher, DropReason, EventHandler, Record, SpanDrop, SpanEnter, SpanHandler, SpanId, Tags,
+    TraceId,
+};
+
+/// How a recorded span ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Exited,
+    Dropped(DropReason, String),
+}
+
+/// A span that ended, with everything its enter record carried.
+#[derive(Debug, Clone)]
+pub struct Closed {
+    pub id: SpanId,
+    pub parent: Option<SpanId>,
+    pub trace_id: Option<TraceId>,
+    pub name: String,
+    pub args: Option<Value>,
+    pub tags: Tags,
+    pub outcome: Outcome,
+}
+
+/// Records every span that ends, with its arguments and tags.
+#[derive(Debug, Clone, Default)]
+pub struct Spans(Arc<Mutex<Vec<Closed>>>);
+
+impl Spans {
+    pub fn all(&self) -> Vec<Closed> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The one span named `name`.
+    pub fn one(&self, name: &str) -> Closed {
+        let all = self.all();
+        let found: Vec<_> = all.iter().filter(|s| s.name == name).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one span named {name:?}, got {:?}",
+            all.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
+        found[0].clone()
+    }
+
+    fn record(&self, open: (SpanEnter, Option<TraceId>, Tags), outcome: Outcome) {
+        let (enter, trace_id, tags) = open;
+        self.0.lock().unwrap().push(Closed {
+            id: enter.id,
+            parent: enter.parent,
+            trace_id,
+            name: enter.name.into_owned(),
+            args: enter.args,
+            tags,
+            outcome,
+        });
+    }
+}
+
+impl SpanHandler for Spans {
+    type Span = (SpanEnter, Option<TraceId>, Tags);
+
+    fn new_span(&mut self, enter: &SpanEnter, record: &Record) -> Option<Self::Span> {
+        Some((
+            enter.clone(),
+            record.span().map(|s| s.trace_id()),
+            record.tags().clone(),
+        ))
+    }
+
+    fn prepare_to_exit_span(&mut self, span: Self::Span, _: &Record) {
+        self.record(span, Outcome::Exited);
+    }
+
+    fn prepare_to_drop_span(&mut self, span: Self::Span, drop: &SpanDrop, _: &Record) {
+        self.record(span, Outcome::Dropped(drop.reason, drop.message.clone()));
+    }
+}
+
+/// An event as seen by a handler: its name, span and tags.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub name: &'static str,
+    pub span: Option<SpanId>,
+    pub tags: Tags,
+}
+
+/// Records every event.
+#[derive(Debug, Clone, Default)]
+pub struct Events(Arc<Mutex<Vec<Seen>>>);
+
+impl Events {
+    pub fn all(&self) -> Vec<Seen> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl EventHandler for Events {
+    async fn handle(&mut self, record: &Record) {
+        self.0.lock().unwrap().push(Seen {
+            name: record.class_name(),
+            span: record.span_id(),
+            tags: record.tags().clone(),
+        });
+    }
+}
+
+/// The process-wide dispatcher `name` with a span recorder and an event recorder.
+pub fn recorded(name: &str) -> (Dispatcher, Spans, Events) {
+    let d = spanbus::get_dispatcher(name).unwrap();
+    let spans = Spans::default();
+    let events = Events::default();
+    d.add_span_handler(spans.clone()).unwrap();
+    d.add_event_handler(events.clone()).unwrap();
+    (d, spans, events)
+}

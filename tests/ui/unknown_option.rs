@@ -1,0 +1,6 @@
+#[spanbus::span(level = "info")]
+fn step() {}
+
+fn main() {
+    step();
+}
