@@ -15,6 +15,8 @@
 #   PHOENIX_PORT              HTTP port (UI, REST API, OTLP/HTTP /v1/traces; default 6006)
 #   PHOENIX_GRPC_PORT         OTLP/gRPC port (default 4317). Note: Phoenix binds gRPC on [::]
 #                             (all interfaces) whatever PHOENIX_HOST says; HTTP honours it.
+#                             If that port is taken, Phoenix exits at startup with
+#                             "Failed to bind to address [::]:4317": pick another one.
 #
 # Verified with arize-phoenix 20.26.1 on Python 3.11: install ~75 s (fresh venv),
 # start to /readyz 200 ~16 s on 2 cores.
@@ -131,6 +133,7 @@ cmd_start() {
   PHOENIX_DISABLE_AGENT_ASSISTANT=true \
   PHOENIX_AGENTS_DISABLE_BASH=true \
   PHOENIX_ENABLE_AUTH=false \
+  PYTHONUNBUFFERED=1 \
     setsid "$VENV/bin/phoenix" serve </dev/null >>"$LOG_FILE" 2>&1 &
   pid=$!
   echo "$pid" >"$PID_FILE"
@@ -161,8 +164,8 @@ cmd_stop() {
     log "stopping Phoenix (pid $pid)"
     # Negative pid = the whole process group made by setsid.
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 40); do
+    local _
+    for _ in $(seq 1 40); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.5
     done
