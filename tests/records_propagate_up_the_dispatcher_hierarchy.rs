@@ -1,0 +1,262 @@
+//! Hierarchy: a record goes to its dispatcher's handlers, then each ancestor's, stopping after a
+//! dispatcher whose `propagate` is false (the root's is); parents are the nearest registered
+//! ancestor and are re-linked when an intermediate appears; standalone dispatchers work; handlers
+//! come and go at any time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Recorder, Seen, Seq, wait_until};
+use spanbus::{Dispatcher, HandlerOptions, Registry};
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+fn seq(n: u64) -> Seq {
+    Seq { emitter: 0, n }
+}
+
+/// Which of the recorders received the `Seq` event numbered `n`.
+fn receivers(recorders: &[(&str, &Recorder)], n: u64) -> Vec<String> {
+    recorders
+        .iter()
+        .filter(|(_, r)| r.seqs().contains(&n))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_record_reaches_its_dispatcher_and_every_ancestor_up_to_the_root() -> Res {
+    let reg = Registry::new();
+    let root = reg.root();
+    let app = reg.get_dispatcher("app")?;
+    let x = reg.get_dispatcher("app.x")?;
+    let y = reg.get_dispatcher("app.x.y")?;
+    let other = reg.get_dispatcher("other")?;
+    let (r_root, r_app, r_x, r_y, r_other) = (
+        Recorder::new(),
+        Recorder::new(),
+        Recorder::new(),
+        Recorder::new(),
+        Recorder::new(),
+    );
+    root.add_handler(r_root.clone())?;
+    app.add_handler(r_app.clone())?;
+    x.add_handler(r_x.clone())?;
+    y.add_handler(r_y.clone())?;
+    other.add_handler(r_other.clone())?;
+
+    y.event(seq(1)).await?;
+    x.event(seq(2)).await?;
+    app.event(seq(3)).await?;
+    root.event(seq(4)).await?;
+    other.event(seq(5)).await?;
+    reg.flush().await;
+
+    let all = [
+        ("root", &r_root),
+        ("app", &r_app),
+        ("app.x", &r_x),
+        ("app.x.y", &r_y),
+        ("other", &r_other),
+    ];
+    assert_eq!(receivers(&all, 1), ["root", "app", "app.x", "app.x.y"]);
+    assert_eq!(receivers(&all, 2), ["root", "app", "app.x"]);
+    assert_eq!(receivers(&all, 3), ["root", "app"]);
+    assert_eq!(receivers(&all, 4), ["root"]);
+    assert_eq!(receivers(&all, 5), ["root", "other"]);
+
+    // Every receiver sees the emitting dispatcher's name, not its own.
+    for r in [&r_root, &r_app, &r_x] {
+        let rec = r.records().into_iter().find(|r| r.seq == Some((0, 1)));
+        assert_eq!(rec.unwrap().dispatcher, "app.x.y");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn propagation_stops_after_a_dispatcher_whose_propagate_is_false() -> Res {
+    let reg = Registry::new();
+    assert!(!reg.root().propagate(), "the root's propagate is false");
+    assert_eq!(reg.root().parent(), None);
+
+    let app = reg.get_dispatcher("app")?;
+    let x = reg.get_dispatcher("app.x")?;
+    let y = reg.get_dispatcher("app.x.y")?;
+    let (r_root, r_app, r_x, r_y) = (
+        Recorder::new(),
+        Recorder::new(),
+        Recorder::new(),
+        Recorder::new(),
+    );
+    reg.root().add_handler(r_root.clone())?;
+    app.add_handler(r_app.clone())?;
+    x.add_handler(r_x.clone())?;
+    y.add_handler(r_y.clone())?;
+    let all = [
+        ("root", &r_root),
+        ("app", &r_app),
+        ("app.x", &r_x),
+        ("app.x.y", &r_y),
+    ];
+
+    y.event(seq(1)).await?;
+    x.set_propagate(false);
+    y.event(seq(2)).await?; // stops after app.x, which still gets it
+    x.event(seq(3)).await?;
+    x.set_propagate(true);
+    y.set_propagate(false);
+    y.event(seq(4)).await?; // only app.x.y
+    y.set_propagate(true);
+    y.event(seq(5)).await?; // the whole chain again
+    reg.flush().await;
+
+    assert_eq!(receivers(&all, 1), ["root", "app", "app.x", "app.x.y"]);
+    assert_eq!(receivers(&all, 2), ["app.x", "app.x.y"]);
+    assert_eq!(receivers(&all, 3), ["app.x"]);
+    assert_eq!(receivers(&all, 4), ["app.x.y"]);
+    assert_eq!(receivers(&all, 5), ["root", "app", "app.x", "app.x.y"]);
+
+    // A record emitted on the root stops there: nothing is above it anyway, but a
+    // standalone chain with propagate=false in the middle stops the same way.
+    let top = Dispatcher::new("top")?;
+    let mid = Dispatcher::builder("top.mid")
+        .parent(&top)
+        .propagate(false)
+        .build()?;
+    let leaf = Dispatcher::builder("top.mid.leaf").parent(&mid).build()?;
+    let (r_top, r_mid, r_leaf) = (Recorder::new(), Recorder::new(), Recorder::new());
+    top.add_handler(r_top.clone())?;
+    mid.add_handler(r_mid.clone())?;
+    leaf.add_handler(r_leaf.clone())?;
+    leaf.event(seq(6)).await?;
+    leaf.flush().await;
+    top.flush().await;
+    let chain = [("top", &r_top), ("mid", &r_mid), ("leaf", &r_leaf)];
+    assert_eq!(receivers(&chain, 6), ["mid", "leaf"]);
+    Ok(())
+}
+
+#[test]
+fn the_parent_is_the_nearest_registered_ancestor_and_is_relinked_when_an_intermediate_appears()
+-> Res {
+    let reg = Registry::new();
+    let abc = reg.get_dispatcher("a.b.c")?;
+    assert_eq!(abc.parent(), Some(reg.root()), "no ancestor registered: root");
+    let abcd = reg.get_dispatcher("a.b.c.d")?;
+    assert_eq!(abcd.parent(), Some(abc.clone()));
+    let abx = reg.get_dispatcher("a.bx")?; // shares a text prefix with a.b, not a segment
+    let a = reg.get_dispatcher("a")?;
+    assert_eq!(a.parent(), Some(reg.root()));
+    assert_eq!(abc.parent(), Some(a.clone()), "re-linked from root to a");
+    assert_eq!(abx.parent(), Some(a.clone()), "re-linked from root to a");
+    assert_eq!(abcd.parent(), Some(abc.clone()), "nearer parent kept");
+
+    let ab = reg.get_dispatcher("a.b")?;
+    assert_eq!(ab.parent(), Some(a.clone()));
+    assert_eq!(abc.parent(), Some(ab.clone()), "re-linked from a to a.b");
+    assert_eq!(abcd.parent(), Some(abc.clone()), "nearer parent kept");
+    assert_eq!(abx.parent(), Some(a.clone()), "a.bx is not under a.b");
+
+    // The registry hands out the one dispatcher of each name.
+    assert_eq!(reg.get_dispatcher("a.b.c")?, abc);
+    assert_eq!(reg.get_dispatcher("root")?, reg.root());
+    // Another registry has its own dispatchers.
+    assert_ne!(Registry::new().get_dispatcher("a.b.c")?, abc);
+    Ok(())
+}
+
+#[tokio::test]
+async fn records_follow_a_relinked_parent() -> Res {
+    let reg = Registry::new();
+    let leaf = reg.get_dispatcher("svc.db.pool")?;
+    let svc = reg.get_dispatcher("svc")?;
+    let (r_svc, r_db) = (Recorder::new(), Recorder::new());
+    svc.add_handler(r_svc.clone())?;
+    leaf.event(seq(1)).await?; // leaf → svc (re-linked from root)
+    let db = reg.get_dispatcher("svc.db")?;
+    db.add_handler(r_db.clone())?;
+    leaf.event(seq(2)).await?; // leaf → svc.db → svc
+    reg.flush().await;
+    assert_eq!(r_svc.seqs(), [1, 2]);
+    assert_eq!(r_db.seqs(), [2]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_standalone_dispatcher_works_on_its_own() -> Res {
+    let d = Dispatcher::new("solo")?;
+    assert_eq!(d.parent(), None);
+    assert!(d.propagate());
+    d.event(seq(0)).await?; // nobody listens: fine
+    let r = Recorder::new();
+    d.add_handler(r.clone())?;
+    d.event(seq(1)).await?;
+    d.event(seq(2)).now()?;
+    d.flush().await;
+    assert_eq!(r.seqs(), [1, 2]);
+    let report = d.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.handlers.len(), 1);
+    assert!(report.is_clean());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_can_be_added_and_removed_at_any_time() -> Res {
+    let d = Dispatcher::new("dyn")?;
+    let (a, b) = (Recorder::new(), Recorder::new());
+    let id_a = d.add_handler(a.clone())?;
+    for n in 0..100 {
+        d.event(seq(n)).await?;
+    }
+    let id_b = d.add_handler_with(b.clone(), HandlerOptions::new().name("b"))?;
+    for n in 100..200 {
+        d.event(seq(n)).await?;
+    }
+    d.flush().await;
+    assert!(d.remove_handler(id_a));
+    assert!(!d.remove_handler(id_a), "removing twice is a no-op");
+    assert!(
+        wait_until(Duration::from_secs(5), || a.seen().last() == Some(&Seen::Close)).await,
+        "the removed handler's close hook ran: {:?}",
+        a.seen().last()
+    );
+    for n in 200..300 {
+        d.event(seq(n)).await?;
+    }
+    d.flush().await;
+
+    assert_eq!(a.seqs(), (0..200).collect::<Vec<_>>());
+    assert_eq!(b.seqs(), (100..300).collect::<Vec<_>>());
+    let stats = d.handler_stats();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].0, id_b);
+    assert_eq!(stats[0].1.name, "b");
+    assert_eq!(stats[0].1.delivered, 200);
+
+    assert!(d.remove_handler(id_b));
+    assert!(
+        wait_until(Duration::from_secs(5), || b.seen().last() == Some(&Seen::Close)).await,
+        "the removed handler's close hook ran"
+    );
+    d.event(seq(300)).await?; // no handler left: still fine
+    let c = Recorder::new();
+    d.add_handler(c.clone())?;
+    d.event(seq(301)).await?;
+    d.flush().await;
+    assert_eq!(c.seqs(), [301]);
+    assert_eq!(b.seqs().len(), 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn removing_a_handler_from_the_wrong_dispatcher_does_nothing() -> Res {
+    let (d, e) = (Dispatcher::new("d")?, Dispatcher::new("e")?);
+    let r = Recorder::new();
+    let id = d.add_handler(r.clone())?;
+    assert!(!e.remove_handler(id));
+    d.event(seq(1)).await?;
+    d.flush().await;
+    assert_eq!(r.seqs(), [1]);
+    Ok(())
+}
