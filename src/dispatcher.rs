@@ -812,6 +812,7 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
                         record,
                         targets: Arc::clone(&targets),
                         next: i,
+                        dispatcher: dispatcher.clone(),
                     }),
                 };
             }
@@ -832,6 +833,7 @@ enum Waiting {
         record: Arc<Record>,
         targets: Arc<[Arc<Channel>]>,
         next: usize,
+        dispatcher: Dispatcher,
     },
 }
 
@@ -849,10 +851,20 @@ impl Future for EmitFuture {
                 record,
                 targets,
                 next,
+                dispatcher,
             }) => {
                 while let Some(ch) = targets.get(*next) {
-                    if ch.push(record, Some(cx.waker())) == Push::Full {
-                        return Poll::Pending;
+                    match ch.push(record, Some(cx.waker())) {
+                        Push::Full => return Poll::Pending,
+                        // Our own dispatcher shut down while we waited: the record was refused,
+                        // so say so instead of reporting success. (A channel closed because an
+                        // ancestor alone shut down is skipped, as a fresh emit would skip it.)
+                        Push::Closed if dispatcher.is_shut_down() => {
+                            let dispatcher = dispatcher.name().to_owned();
+                            self.state = None;
+                            return Poll::Ready(Err(EmitError::ShutDown { dispatcher }));
+                        }
+                        Push::Closed | Push::Done => {}
                     }
                     *next += 1;
                 }
