@@ -31,7 +31,10 @@ fn assert_spans_bracket_their_events(recs: &[Rec]) -> usize {
         let exit = pos(recs, |r| r.class == "SpanExit" && r.span == Some(span));
         for (i, r) in recs.iter().enumerate() {
             if r.class == "Seq" && r.span == Some(span) {
-                assert!(enter < i && i < exit, "event at {i} outside [{enter}, {exit}]");
+                assert!(
+                    enter < i && i < exit,
+                    "event at {i} outside [{enter}, {exit}]"
+                );
                 checked += 1;
             }
         }

@@ -142,7 +142,11 @@ fn the_parent_is_the_nearest_registered_ancestor_and_is_relinked_when_an_interme
 -> Res {
     let reg = Registry::new();
     let abc = reg.get_dispatcher("a.b.c")?;
-    assert_eq!(abc.parent(), Some(reg.root()), "no ancestor registered: root");
+    assert_eq!(
+        abc.parent(),
+        Some(reg.root()),
+        "no ancestor registered: root"
+    );
     let abcd = reg.get_dispatcher("a.b.c.d")?;
     assert_eq!(abcd.parent(), Some(abc.clone()));
     let abx = reg.get_dispatcher("a.bx")?; // shares a text prefix with a.b, not a segment
@@ -217,7 +221,9 @@ async fn handlers_can_be_added_and_removed_at_any_time() -> Res {
     assert!(d.remove_handler(id_a));
     assert!(!d.remove_handler(id_a), "removing twice is a no-op");
     assert!(
-        wait_until(Duration::from_secs(5), || a.seen().last() == Some(&Seen::Close)).await,
+        wait_until(Duration::from_secs(5), || a.seen().last()
+            == Some(&Seen::Close))
+        .await,
         "the removed handler's close hook ran: {:?}",
         a.seen().last()
     );
@@ -236,7 +242,9 @@ async fn handlers_can_be_added_and_removed_at_any_time() -> Res {
 
     assert!(d.remove_handler(id_b));
     assert!(
-        wait_until(Duration::from_secs(5), || b.seen().last() == Some(&Seen::Close)).await,
+        wait_until(Duration::from_secs(5), || b.seen().last()
+            == Some(&Seen::Close))
+        .await,
         "the removed handler's close hook ran"
     );
     d.event(seq(300)).await?; // no handler left: still fine

@@ -8,7 +8,7 @@ use serde::Serialize;
 use spanbus::{DropReason, Handler, Record, RecordKind, SpanId, Tags};
 
 /// A numbered event: `n` is the emitter's sequence number, `emitter` tells emitters apart.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Seq {
     pub emitter: u64,
     pub n: u64,
