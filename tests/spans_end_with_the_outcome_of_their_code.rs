@@ -313,9 +313,12 @@ async fn the_closure_forms_exit_or_drop_and_return_the_value() {
     assert!(recs.iter().any(|r| r.class == "SpanExit" && r.span == ok));
 }
 
+/// (class name, `err_str` of a `SpanDropEvent`) per event seen.
+type EventLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// An event handler: sees the `SpanDropEvent`s, never the span signals.
 #[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct Events(EventLog);
 
 impl EventHandler for Events {
     async fn handle(&mut self, record: &Record) {
@@ -329,9 +332,12 @@ impl EventHandler for Events {
     }
 }
 
+/// (span name, drop reason or `None` for an exit) per span ended.
+type EndLog = Arc<Mutex<Vec<(String, Option<DropReason>)>>>;
+
 /// A span handler: records how each span ended.
 #[derive(Clone, Default)]
-struct Ends(Arc<Mutex<Vec<(String, Option<DropReason>)>>>);
+struct Ends(EndLog);
 
 impl SpanHandler for Ends {
     type Span = String;
