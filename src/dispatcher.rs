@@ -59,6 +59,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::Poll;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -74,6 +76,8 @@ use crate::handler::{
 use crate::record::{DropReason, Record, RecordKind, SpanDrop, Tags};
 use crate::shutdown::{HandlerReport, ShutdownReport};
 use crate::span::Span;
+
+type SharedReport = Shared<BoxFuture<'static, ShutdownReport>>;
 
 /// The default capacity of a dispatcher's channel, in records.
 pub const DEFAULT_CAPACITY: usize = 4096;
@@ -109,7 +113,8 @@ struct Inner {
     open: OpenSpans,
     shut_down: AtomicBool,
     spans_dropped_at_shutdown: AtomicU64,
-    report: tokio::sync::OnceCell<ShutdownReport>,
+    /// The shutdown in progress or done, shared by every caller of `shutdown`.
+    report: Mutex<Option<SharedReport>>,
 }
 
 /// The dispatcher's own handlers and the channel they read.
@@ -146,9 +151,9 @@ impl PartialEq for Dispatcher {
 impl Eq for Dispatcher {}
 
 // A panic can never leave a dispatcher in a broken state: no user code runs while its locks are
-// held, the locks are poison-tolerant, and the shutdown report cell is only written by library
+// held, the locks are poison-tolerant, and the shutdown report slot is only written by library
 // code. Without these, `std::panic::catch_unwind(|| d.span("x").in_scope(..))` would not
-// compile, because tokio's `OnceCell` inside is not unwind-safe.
+// compile, because the shared shutdown future inside is not unwind-safe.
 impl std::panic::UnwindSafe for Dispatcher {}
 impl std::panic::RefUnwindSafe for Dispatcher {}
 
@@ -246,7 +251,7 @@ impl Dispatcher {
             open: OpenSpans::default(),
             shut_down: AtomicBool::new(false),
             spans_dropped_at_shutdown: AtomicU64::new(0),
-            report: tokio::sync::OnceCell::new(),
+            report: Mutex::new(None),
         }))
     }
 
@@ -622,6 +627,8 @@ impl Dispatcher {
     /// handlers); each handler handles what is queued, is flushed and closed, and its task
     /// ends. A handler still running at the deadline is aborted and reported as timed out.
     /// Idempotent: later calls return the first call's report (waiting for it if needed).
+    /// Cancel-safe: if the caller stops waiting (a timeout, a lost `select!`), the shutdown
+    /// still completes by its deadline, and the next call returns its report.
     ///
     /// Records this dispatcher's descendants emit no longer reach its handlers.
     ///
@@ -645,14 +652,32 @@ impl Dispatcher {
     /// ```
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let deadline = tokio::time::Instant::now() + timeout;
-        self.0
-            .report
-            .get_or_init(|| async {
-                self.begin_shutdown();
-                self.finish_shutdown(deadline).await
-            })
-            .await
-            .clone()
+        let shared = {
+            let mut slot = lock(&self.0.report);
+            match &*slot {
+                Some(shared) => shared.clone(),
+                None => {
+                    self.begin_shutdown();
+                    let this = self.clone();
+                    let work = async move { this.finish_shutdown(deadline).await };
+                    // The work runs in its own task, so a caller that stops waiting (a timeout,
+                    // a lost `select!`) does not abandon the handlers half shut down: the
+                    // deadline is still enforced and the report is there for the next call.
+                    let work: BoxFuture<'static, ShutdownReport> =
+                        match tokio::runtime::Handle::try_current() {
+                            Ok(runtime) => {
+                                let task = runtime.spawn(work);
+                                Box::pin(async move { task.await.unwrap_or_default() })
+                            }
+                            Err(_) => Box::pin(work),
+                        };
+                    let shared = work.shared();
+                    *slot = Some(shared.clone());
+                    shared
+                }
+            }
+        };
+        shared.await
     }
 
     /// Refuses new records and drops open spans. Idempotent.
