@@ -242,3 +242,32 @@ async fn an_emitter_waiting_for_room_is_released_by_shutdown_with_an_error() {
     assert_eq!(log.seqs(), (0..ok).collect::<Vec<_>>());
     assert_eq!(report.handlers[0].stats.delivered, ok);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_cut_short_by_the_caller_still_finishes_and_reports() {
+    let d = spanbus::Dispatcher::new("impatient").unwrap();
+    let hung = d
+        .add_handler_with(Hung, HandlerOptions::new().name("hung"))
+        .unwrap();
+    let normal = Recorder::new();
+    d.add_handler(normal.clone()).unwrap();
+    d.event(Seq { emitter: 0, n: 0 }).await.unwrap();
+
+    // The caller gives up before the shutdown's own deadline (e.g. a `select!` on ctrl-c).
+    let cut = tokio::time::timeout(
+        Duration::from_millis(50),
+        d.shutdown(Duration::from_millis(300)),
+    )
+    .await;
+    assert!(cut.is_err());
+
+    // Shutting down again still gets the full report, by the first call's deadline.
+    let start = Instant::now();
+    let report = d.shutdown(Duration::from_secs(30)).await;
+    assert!(start.elapsed() < Duration::from_millis(300).mul_f64(1.1) + Duration::from_millis(50));
+    assert_eq!(report.handlers.len(), 2, "{report:#?}");
+    let timed_out: Vec<_> = report.timed_out().map(|h| h.id).collect();
+    assert_eq!(timed_out, [hung]);
+    assert_eq!(normal.seqs(), [0]);
+    assert_eq!(normal.seen().last(), Some(&Seen::Close));
+}
