@@ -12,6 +12,10 @@ use spanbus::{
 };
 use tokio::sync::Notify;
 
+/// The shutdown deadline of these tests, and the scheduling slack allowed on top of its 10%.
+const DEADLINE: Duration = Duration::from_millis(1_000);
+const SLACK: Duration = Duration::from_millis(50);
+
 /// Hangs forever in `handle`.
 struct Hung;
 
@@ -35,13 +39,13 @@ async fn shutdown_with_a_hung_handler_returns_by_the_deadline_and_names_it() {
         d.event(Seq { emitter: 0, n }).await.unwrap();
     }
 
-    let deadline = Duration::from_millis(400);
+    let deadline = DEADLINE;
     let start = Instant::now();
     let report = d.shutdown(deadline).await;
     let took = start.elapsed();
     println!("shutdown: deadline={deadline:?} returned after {took:?}");
     assert!(
-        took <= deadline.mul_f64(1.1) + Duration::from_millis(50),
+        took <= deadline.mul_f64(1.1) + SLACK,
         "shutdown took {took:?}"
     );
 
@@ -74,11 +78,8 @@ async fn concurrent_shutdowns_share_one_report() {
         .unwrap();
     d.event(Seq { emitter: 0, n: 0 }).await.unwrap();
     let start = Instant::now();
-    let (a, b) = tokio::join!(
-        d.shutdown(Duration::from_millis(200)),
-        d.shutdown(Duration::from_millis(200))
-    );
-    assert!(start.elapsed() < Duration::from_millis(200).mul_f64(1.1) + Duration::from_millis(50));
+    let (a, b) = tokio::join!(d.shutdown(DEADLINE), d.shutdown(DEADLINE));
+    assert!(start.elapsed() <= DEADLINE.mul_f64(1.1) + SLACK);
     assert_eq!(a, b);
     assert_eq!(a.timed_out().count(), 1);
 }
@@ -254,20 +255,41 @@ async fn a_shutdown_cut_short_by_the_caller_still_finishes_and_reports() {
     d.event(Seq { emitter: 0, n: 0 }).await.unwrap();
 
     // The caller gives up before the shutdown's own deadline (e.g. a `select!` on ctrl-c).
-    let cut = tokio::time::timeout(
-        Duration::from_millis(50),
-        d.shutdown(Duration::from_millis(300)),
-    )
-    .await;
+    let cut = tokio::time::timeout(Duration::from_millis(50), d.shutdown(DEADLINE)).await;
     assert!(cut.is_err());
 
     // Shutting down again still gets the full report, by the first call's deadline.
     let start = Instant::now();
     let report = d.shutdown(Duration::from_secs(30)).await;
-    assert!(start.elapsed() < Duration::from_millis(300).mul_f64(1.1) + Duration::from_millis(50));
+    assert!(start.elapsed() <= DEADLINE.mul_f64(1.1) + SLACK);
     assert_eq!(report.handlers.len(), 2, "{report:#?}");
     let timed_out: Vec<_> = report.timed_out().map(|h| h.id).collect();
     assert_eq!(timed_out, [hung]);
     assert_eq!(normal.seqs(), [0]);
     assert_eq!(normal.seen().last(), Some(&Seen::Close));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_shutdown_with_hung_handlers_on_several_dispatchers_keeps_one_deadline() {
+    let reg = Registry::new();
+    let mut hung = Vec::new();
+    for name in ["a", "a.b", "c"] {
+        let d = reg.get_dispatcher(name).unwrap();
+        hung.push(
+            d.add_handler_with(Hung, HandlerOptions::new().name(format!("hung {name}")))
+                .unwrap(),
+        );
+        d.add_handler(Recorder::new()).unwrap();
+        d.event(Seq { emitter: 0, n: 0 }).await.unwrap();
+    }
+    let start = Instant::now();
+    let report = reg.shutdown(DEADLINE).await;
+    let took = start.elapsed();
+    println!("registry shutdown: deadline={DEADLINE:?} returned after {took:?}");
+    assert!(took <= DEADLINE.mul_f64(1.1) + SLACK, "{took:?}");
+    assert_eq!(report.handlers.len(), 6);
+    let mut timed_out: Vec<_> = report.timed_out().map(|h| h.stats.name.clone()).collect();
+    timed_out.sort();
+    assert_eq!(timed_out, ["hung a", "hung a.b", "hung c"]);
+    assert_eq!(reg.shutdown(DEADLINE).await, report);
 }
