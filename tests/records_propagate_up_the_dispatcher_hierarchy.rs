@@ -268,3 +268,42 @@ async fn removing_a_handler_from_the_wrong_dispatcher_does_nothing() -> Res {
     assert_eq!(r.seqs(), [1]);
     Ok(())
 }
+
+/// Hangs forever in `handle`.
+struct Hung;
+
+impl spanbus::Handler for Hung {
+    async fn handle(&mut self, _: &spanbus::Record) {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_hung_lossless_handler_releases_the_emitters_it_held() -> Res {
+    let d = Dispatcher::builder("held")
+        .capacity(4.try_into()?)
+        .build()?;
+    let hung = d.add_handler(Hung)?;
+    let emitter = tokio::spawn({
+        let d = d.clone();
+        async move {
+            for n in 0..10_000 {
+                d.event(seq(n)).await?;
+            }
+            Ok::<_, spanbus::EmitError>(())
+        }
+    });
+    // The emitter cannot finish while the hung handler holds the channel full.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), async {
+            while !emitter.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .is_err()
+    );
+    assert!(d.remove_handler(hung));
+    tokio::time::timeout(Duration::from_secs(10), emitter).await???;
+    Ok(())
+}

@@ -253,3 +253,50 @@ async fn a_span_snapshots_the_tags_active_at_its_entry() {
     let exit = recs.iter().find(|r| r.class == "SpanExit").unwrap();
     assert_eq!(exit.tags, enter.tags);
 }
+
+#[tokio::test]
+async fn an_explicit_span_or_parent_overrides_the_current_one() {
+    let d = Dispatcher::new("explicit").unwrap();
+    let r = Recorder::new();
+    d.add_handler(r.clone()).unwrap();
+    let elsewhere = d.span("elsewhere").enter();
+    let other = elsewhere.context();
+    async {
+        d.event(Seq { emitter: 0, n: 0 }).await.unwrap();
+        d.event(Seq { emitter: 0, n: 1 })
+            .span(Some(other))
+            .await
+            .unwrap();
+        d.event(Seq { emitter: 0, n: 2 }).span(None).now().unwrap();
+        // A span with an explicit parent joins that parent's trace; `None` starts a new one.
+        let adopted = async { current_span().unwrap() }
+            .in_span(d.span("adopted").parent(Some(other)))
+            .await;
+        assert_eq!(adopted.trace_id(), other.trace_id());
+        let orphan = async { current_span().unwrap() }
+            .in_span(d.span("orphan").parent(None))
+            .await;
+        assert_ne!(orphan.trace_id(), current_span().unwrap().trace_id());
+    }
+    .in_span(d.span("current"))
+    .await;
+    elsewhere.exit();
+    d.flush().await;
+
+    let recs = r.records();
+    let enter = |name: &str| {
+        recs.iter()
+            .find(|r| r.class == "SpanEnter" && r.name.as_deref() == Some(name))
+            .unwrap()
+            .clone()
+    };
+    let current = enter("current").span;
+    let spans: Vec<_> = recs
+        .iter()
+        .filter(|r| r.seq.is_some())
+        .map(|r| r.span)
+        .collect();
+    assert_eq!(spans, [current, Some(other.span_id()), None]);
+    assert_eq!(enter("adopted").parent, Some(other.span_id()));
+    assert_eq!(enter("orphan").parent, None);
+}
