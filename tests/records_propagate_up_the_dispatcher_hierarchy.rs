@@ -307,3 +307,66 @@ async fn removing_a_hung_lossless_handler_releases_the_emitters_it_held() -> Res
     tokio::time::timeout(Duration::from_secs(10), emitter).await???;
     Ok(())
 }
+
+#[test]
+fn concurrent_creation_in_any_order_links_every_dispatcher_to_its_nearest_registered_ancestor()
+-> Res {
+    // Every name of a 3-wide, 4-deep tree, created from 4 threads in different orders.
+    let mut names = Vec::new();
+    let segs = ["a", "b", "c"];
+    let mut level: Vec<String> = segs.iter().map(|s| s.to_string()).collect();
+    for _ in 0..4 {
+        names.extend(level.iter().cloned());
+        level = level
+            .iter()
+            .flat_map(|p| segs.iter().map(move |s| format!("{p}.{s}")))
+            .collect();
+    }
+    for round in 0..5u64 {
+        let reg = Registry::new();
+        std::thread::scope(|scope| {
+            for t in 0..4u64 {
+                let (reg, names) = (&reg, &names);
+                scope.spawn(move || {
+                    // A different deterministic order per thread and round; some names skipped.
+                    let mut order: Vec<&String> = names.iter().collect();
+                    let mut state = (round * 4 + t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    for i in (1..order.len()).rev() {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        order.swap(i, (state % (i as u64 + 1)) as usize);
+                    }
+                    for name in order {
+                        // Some intermediates never exist: `c`, and every `x.b` at depth 2.
+                        let depth = name.matches('.').count();
+                        if name != "c" && !(depth == 1 && name.ends_with(".b")) {
+                            reg.get_dispatcher(name).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let all = reg.dispatchers();
+        let registered: std::collections::HashMap<String, Dispatcher> = all
+            .iter()
+            .map(|d| (d.name().to_owned(), d.clone()))
+            .collect();
+        assert_eq!(all.len(), 1 + names.len() - 1 - 3);
+        assert_eq!(reg.get_dispatcher("c.a")?.parent(), Some(reg.root()));
+        assert_eq!(
+            reg.get_dispatcher("a.b.c")?.parent(),
+            Some(reg.get_dispatcher("a")?)
+        );
+        for d in &all[1..] {
+            let name = d.name();
+            let nearest = name
+                .rmatch_indices('.')
+                .map(|(i, _)| &name[..i])
+                .find_map(|a| registered.get(a).cloned())
+                .unwrap_or_else(|| reg.root());
+            assert_eq!(d.parent(), Some(nearest), "round {round}: {name}");
+        }
+    }
+    Ok(())
+}
