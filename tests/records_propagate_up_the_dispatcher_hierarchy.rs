@@ -370,3 +370,68 @@ fn concurrent_creation_in_any_order_links_every_dispatcher_to_its_nearest_regist
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_added_on_an_ancestor_mid_stream_gets_a_gapless_suffix() -> Res {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const N: u64 = 200_000;
+    for round in 0..3u64 {
+        let reg = Registry::new();
+        let app = reg.get_dispatcher("app")?;
+        let leaf = reg.get_dispatcher("app.x.y")?;
+        let counter = Arc::new(AtomicU64::new(0));
+        let emitter = tokio::spawn({
+            let (leaf, counter) = (leaf.clone(), Arc::clone(&counter));
+            async move {
+                for n in 0..N {
+                    if n % 2 == 0 {
+                        leaf.event(seq(n)).now()?;
+                    } else {
+                        leaf.event(seq(n)).await?;
+                    }
+                    counter.store(n + 1, Ordering::SeqCst);
+                    if n % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Ok::<_, spanbus::EmitError>(())
+            }
+        });
+        // Wait until the stream is well under way, then attach on the ancestor.
+        let start_at = 20_000 * (round + 1);
+        assert!(
+            wait_until(Duration::from_secs(30), || counter.load(Ordering::SeqCst)
+                >= start_at)
+            .await
+        );
+        let r = Recorder::new();
+        let id = app.add_handler(r.clone())?;
+        let emitted_before_add = counter.load(Ordering::SeqCst);
+        let stop_at = emitted_before_add + 30_000;
+        assert!(
+            wait_until(Duration::from_secs(30), || counter.load(Ordering::SeqCst)
+                >= stop_at)
+            .await
+        );
+        assert!(app.remove_handler(id));
+        let emitted_before_remove = counter.load(Ordering::SeqCst);
+        emitter.await??;
+
+        let got = r.seqs();
+        let (first, last) = (got[0], *got.last().unwrap());
+        // `counter` lags by the one emit that may be in flight while the handler comes or goes.
+        assert!(
+            first <= emitted_before_add + 1,
+            "everything emitted after add_handler returned is seen (first {first}, \
+             {emitted_before_add} emitted before)"
+        );
+        assert!(
+            last <= emitted_before_remove,
+            "nothing emitted after remove_handler returned is seen"
+        );
+        assert_eq!(got, (first..=last).collect::<Vec<_>>(), "no gaps");
+    }
+    Ok(())
+}
