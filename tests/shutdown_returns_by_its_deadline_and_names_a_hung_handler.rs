@@ -293,3 +293,25 @@ async fn registry_shutdown_with_hung_handlers_on_several_dispatchers_keeps_one_d
     assert_eq!(timed_out, ["hung a", "hung a.b", "hung c"]);
     assert_eq!(reg.shutdown(DEADLINE).await, report);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_stuck_on_a_hung_handler_returns_once_shutdown_aborts_it() {
+    let d = spanbus::Dispatcher::new("stuck").unwrap();
+    d.add_handler_with(Hung, HandlerOptions::new().name("hung"))
+        .unwrap();
+    let normal = Recorder::new();
+    d.add_handler(normal.clone()).unwrap();
+    d.event(Seq { emitter: 0, n: 0 }).await.unwrap();
+    let flush = tokio::spawn({
+        let d = d.clone();
+        async move { d.flush().await }
+    });
+    let short = Duration::from_millis(200);
+    let report = d.shutdown(short).await;
+    assert_eq!(report.timed_out().count(), 1);
+    tokio::time::timeout(Duration::from_secs(5), flush)
+        .await
+        .expect("the pending flush is released when the hung handler is aborted")
+        .unwrap();
+    assert_eq!(normal.seqs(), [0]);
+}
