@@ -150,13 +150,6 @@ impl PartialEq for Dispatcher {
 
 impl Eq for Dispatcher {}
 
-// A panic can never leave a dispatcher in a broken state: no user code runs while its locks are
-// held, the locks are poison-tolerant, and the shutdown report slot is only written by library
-// code. Without these, `std::panic::catch_unwind(|| d.span("x").in_scope(..))` would not
-// compile, because the shared shutdown future inside is not unwind-safe.
-impl std::panic::UnwindSafe for Dispatcher {}
-impl std::panic::RefUnwindSafe for Dispatcher {}
-
 /// Builds a dispatcher outside the registry, with an explicit parent and settings.
 ///
 /// # Examples

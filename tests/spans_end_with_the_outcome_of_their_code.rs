@@ -175,7 +175,10 @@ async fn a_panic_drops_the_span_with_its_text_and_keeps_unwinding_unchanged() {
         Some("model returned 0 tokens")
     );
 
-    // A non-string payload passes through too, untouched.
+    // A non-string payload passes through too, untouched. (A dispatcher can be moved into a
+    // `catch_unwind` closure as is: it is unwind-safe.)
+    fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+    unwind_safe::<Dispatcher>();
     let d2 = d.clone();
     let caught = std::panic::catch_unwind(move || {
         d2.span("odd").in_scope(|| std::panic::panic_any(42_u32));
