@@ -390,17 +390,30 @@ impl Dispatcher {
         if self.route() != LIVE {
             return false;
         }
-        self.0.open.insert(ctx, tags.clone());
+        // Track and announce under the shard lock, re-checking shutdown there: shutdown sets
+        // its flag before it drains the shards, so a span is either drained (and dropped) by
+        // shutdown or never tracked — never tracked after the drain and left open forever.
+        let mut shard = self.0.open.shard(ctx);
+        if self.is_shut_down() {
+            return false;
+        }
+        shard.insert(ctx.span_id(), (ctx, tags.clone()));
         self.push_now(self.new_record(Some(ctx), tags, RecordKind::SpanEnter(enter)));
         true
     }
 
     /// Emits the exit of a tracked span, unless shutdown already dropped it.
     pub(crate) fn exit_span(&self, ctx: SpanContext, tags: Option<Arc<Tags>>) {
-        if self.0.open.remove(ctx) {
-            self.route();
+        // The shard lock is held until the record is pushed, so shutdown (which drains the
+        // shards before closing any channel) cannot close the channels in between.
+        let mut shard = self.0.open.shard(ctx);
+        if shard.remove(&ctx.span_id()).is_some() {
             let exit = crate::record::SpanExit { id: ctx.span_id() };
-            self.push_now(self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit)));
+            let record = self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit));
+            match self.end_channels() {
+                None => self.push_now(record),
+                Some(channels) => push_to(&channels, record),
+            }
         }
     }
 
@@ -412,9 +425,22 @@ impl Dispatcher {
         reason: DropReason,
         message: String,
     ) {
-        if self.0.open.remove(ctx) {
+        let mut shard = self.0.open.shard(ctx);
+        if shard.remove(&ctx.span_id()).is_some() {
+            let channels = self.end_channels();
+            self.push_drop(ctx, tags, reason, message, channels.as_deref());
+        }
+    }
+
+    /// Where the end of a still-tracked span goes: `None` for the usual targets; once
+    /// shutdown has begun (the targets are then empty), the chain's channels that are still
+    /// open, so that a span ending while shutdown drains is still closed for its handlers.
+    fn end_channels(&self) -> Option<Vec<Arc<Channel>>> {
+        if self.is_shut_down() {
+            Some(self.chain_channels())
+        } else {
             self.route();
-            self.push_drop(ctx, tags, reason, message, None);
+            None
         }
     }
 
@@ -440,14 +466,7 @@ impl Dispatcher {
         ];
         match to {
             None => records.into_iter().for_each(|r| self.push_now(r)),
-            Some(channels) => {
-                for record in records {
-                    let record = Arc::new(record);
-                    for ch in channels {
-                        let _ = ch.push_now(Arc::clone(&record));
-                    }
-                }
-            }
+            Some(channels) => records.into_iter().for_each(|r| push_to(channels, r)),
         }
     }
 
@@ -727,6 +746,14 @@ impl Dispatcher {
     }
 }
 
+/// Pushes `record` without waiting to each of `channels`.
+fn push_to(channels: &[Arc<Channel>], record: Record) {
+    let record = Arc::new(record);
+    for ch in channels {
+        let _ = ch.push_now(Arc::clone(&record));
+    }
+}
+
 /// Parent chains longer than this are treated as cut (a guard against a cycle).
 const MAX_DEPTH: usize = 1024;
 
@@ -916,14 +943,6 @@ struct OpenSpans {
 impl OpenSpans {
     fn shard(&self, ctx: SpanContext) -> MutexGuard<'_, OpenShard> {
         lock(&self.shards[(ctx.span_id().to_u64() as usize) % SHARDS])
-    }
-
-    fn insert(&self, ctx: SpanContext, tags: Option<Arc<Tags>>) {
-        self.shard(ctx).insert(ctx.span_id(), (ctx, tags));
-    }
-
-    fn remove(&self, ctx: SpanContext) -> bool {
-        self.shard(ctx).remove(&ctx.span_id()).is_some()
     }
 
     fn drain(&self) -> Vec<(SpanContext, Option<Arc<Tags>>)> {
