@@ -149,3 +149,78 @@ async fn concurrent_flushes_all_return_and_flush_without_handlers_is_immediate()
     d.flush().await;
     assert_flushed_after(&slow.0.seen(), 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_during_concurrent_emission_covers_every_emit_completed_before_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    const EMITTERS: usize = 6;
+    let reg = Registry::new();
+    let leaf = reg.get_dispatcher("a.b").unwrap();
+    let top = reg.get_dispatcher("a").unwrap();
+    let seen: Vec<Arc<AtomicU64>> = (0..EMITTERS).map(|_| Arc::default()).collect();
+
+    /// Counts, per emitter, the highest number seen + 1 (numbers arrive in order).
+    struct Progress(Vec<Arc<AtomicU64>>);
+    impl Handler for Progress {
+        async fn handle(&mut self, record: &Record) {
+            if let Some(s) = record.event::<Seq>() {
+                self.0[s.emitter as usize].store(s.n + 1, Ordering::SeqCst);
+            }
+        }
+    }
+    top.add_handler_with(
+        Progress(seen.clone()),
+        HandlerOptions::new().name("progress"),
+    )
+    .unwrap();
+    leaf.add_handler(Sluggish::default()).unwrap();
+
+    let done: Vec<Arc<AtomicU64>> = (0..EMITTERS).map(|_| Arc::default()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..EMITTERS)
+        .map(|e| {
+            let (leaf, done, stop) = (leaf.clone(), Arc::clone(&done[e]), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let event = Seq {
+                        emitter: e as u64,
+                        n,
+                    };
+                    if n % 2 == 0 {
+                        leaf.event(event).await.unwrap();
+                    } else {
+                        leaf.event(event).now().unwrap();
+                    }
+                    n += 1;
+                    done.store(n, Ordering::SeqCst);
+                    if n % 16 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for round in 0..20 {
+        let before: Vec<u64> = done.iter().map(|d| d.load(Ordering::SeqCst)).collect();
+        if round % 2 == 0 {
+            leaf.flush().await;
+        } else {
+            reg.flush().await;
+        }
+        for (e, (b, s)) in before.iter().zip(&seen).enumerate() {
+            let s = s.load(Ordering::SeqCst);
+            assert!(
+                s >= *b,
+                "round {round}: emitter {e} completed {b} before flush, {s} handled"
+            );
+        }
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
