@@ -362,10 +362,21 @@ impl Dispatcher {
     }
 
     /// Pushes without waiting to every target; used for span signals and sync emission.
-    fn push_now(&self, record: Record) {
+    /// Returns whether the record got into every channel, and there was at least one (a
+    /// channel refuses once closed; shutdown empties the targets).
+    fn push_now(&self, record: Record) -> bool {
         let record = Arc::new(record);
-        for ch in read(&self.0.targets).iter() {
-            let _ = ch.push_now(Arc::clone(&record));
+        let targets = read(&self.0.targets);
+        let mut all = !targets.is_empty();
+        for ch in targets.iter() {
+            all &= ch.push_now(Arc::clone(&record)).is_ok();
+        }
+        all
+    }
+
+    fn shut_down_error(&self) -> EmitError {
+        EmitError::ShutDown {
+            dispatcher: self.name().to_owned(),
         }
     }
 
@@ -411,7 +422,9 @@ impl Dispatcher {
             let exit = crate::record::SpanExit { id: ctx.span_id() };
             let record = self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit));
             match self.end_channels() {
-                None => self.push_now(record),
+                None => {
+                    self.push_now(record);
+                }
                 Some(channels) => push_to(&channels, record),
             }
         }
@@ -465,7 +478,9 @@ impl Dispatcher {
             self.new_record(Some(ctx), tags, RecordKind::Event(Box::new(event))),
         ];
         match to {
-            None => records.into_iter().for_each(|r| self.push_now(r)),
+            None => records.into_iter().for_each(|r| {
+                self.push_now(r);
+            }),
             Some(channels) => records.into_iter().for_each(|r| push_to(channels, r)),
         }
     }
@@ -830,11 +845,16 @@ impl<E: Event> Emit<'_, E> {
     ///
     /// # Errors
     ///
-    /// [`EmitError::ShutDown`] after the dispatcher was shut down.
+    /// [`EmitError::ShutDown`] after the dispatcher was shut down, or when a shutdown that
+    /// began during the call closed a channel before the record got in. `Ok` means the record
+    /// is queued for every handler it reaches.
     pub fn now(self) -> Result<(), EmitError> {
         let dispatcher = self.dispatcher;
-        if let Some(record) = self.into_record()? {
-            dispatcher.push_now(record);
+        if let Some(record) = self.into_record()?
+            && !dispatcher.push_now(record)
+            && dispatcher.is_shut_down()
+        {
+            return Err(dispatcher.shut_down_error());
         }
         Ok(())
     }
@@ -857,17 +877,30 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
         };
         // Fast path: every channel has room.
         let targets = read(&dispatcher.0.targets);
+        // Empty although `into_record` saw listeners: a shutdown has emptied them meanwhile.
+        let mut refused = targets.is_empty();
         for (i, ch) in targets.iter().enumerate() {
-            if ch.push(&record, None) == Push::Full {
-                return EmitFuture {
-                    state: Some(Waiting::Room {
-                        record,
-                        targets: Arc::clone(&targets),
-                        next: i,
-                        dispatcher: dispatcher.clone(),
-                    }),
-                };
+            match ch.push(&record, None) {
+                Push::Done => {}
+                Push::Closed => refused = true,
+                Push::Full => {
+                    return EmitFuture {
+                        state: Some(Waiting::Room {
+                            record,
+                            targets: Arc::clone(&targets),
+                            next: i,
+                            dispatcher: dispatcher.clone(),
+                        }),
+                    };
+                }
             }
+        }
+        // A shutdown that began after the check in `into_record` closed a channel (or emptied
+        // the targets) first: the record did not get in, so do not report success.
+        if refused && dispatcher.is_shut_down() {
+            return EmitFuture {
+                state: Some(Waiting::Failed(dispatcher.shut_down_error())),
+            };
         }
         EmitFuture { state: None }
     }
@@ -912,9 +945,9 @@ impl Future for EmitFuture {
                         // so say so instead of reporting success. (A channel closed because an
                         // ancestor alone shut down is skipped, as a fresh emit would skip it.)
                         Push::Closed if dispatcher.is_shut_down() => {
-                            let dispatcher = dispatcher.name().to_owned();
+                            let error = dispatcher.shut_down_error();
                             self.state = None;
-                            return Poll::Ready(Err(EmitError::ShutDown { dispatcher }));
+                            return Poll::Ready(Err(error));
                         }
                         Push::Closed | Push::Done => {}
                     }
