@@ -315,3 +315,57 @@ async fn a_flush_stuck_on_a_hung_handler_returns_once_shutdown_aborts_it() {
         .unwrap();
     assert_eq!(normal.seqs(), [0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_emit_that_returned_ok_before_a_concurrent_shutdown_is_delivered() {
+    for round in 0..10u64 {
+        let d = spanbus::Dispatcher::builder("racing")
+            .capacity(64.try_into().unwrap())
+            .build()
+            .unwrap();
+        let r = Recorder::new();
+        d.add_handler(r.clone()).unwrap();
+        let emitters: Vec<_> = (0..4u64)
+            .map(|emitter| {
+                let d = d.clone();
+                tokio::spawn(async move {
+                    let mut ok = 0;
+                    for n in 0.. {
+                        let e = Seq { emitter, n };
+                        let res = if (n + emitter) % 2 == 0 {
+                            d.event(e).await
+                        } else {
+                            d.event(e).now()
+                        };
+                        match res {
+                            Ok(()) => ok += 1,
+                            Err(EmitError::ShutDown { .. }) => break,
+                            Err(other) => panic!("{other}"),
+                        }
+                        if n % 32 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        for _ in 0..(round % 5 + 1) * 20 {
+            tokio::task::yield_now().await;
+        }
+        let report = d.shutdown(Duration::from_secs(20)).await;
+        assert!(report.timed_out().next().is_none());
+        let recs = r.records();
+        for (emitter, task) in emitters.into_iter().enumerate() {
+            let ok = task.await.unwrap();
+            let got = recs
+                .iter()
+                .filter(|r| r.seq.is_some_and(|s| s.0 == emitter as u64))
+                .count() as u64;
+            assert_eq!(
+                got, ok,
+                "round {round}, emitter {emitter}: Ok emits vs delivered"
+            );
+        }
+    }
+}
