@@ -184,3 +184,84 @@ async fn a_lossy_handler_that_keeps_up_loses_nothing() {
     assert!(!log.seen().iter().any(|s| matches!(s, Seen::Missed(_))));
     assert_eq!(d.handler_stats()[0].1.dropped, 0);
 }
+
+/// A recorder that gives its thread away on every record, so it keeps falling behind.
+struct Slow(Recorder);
+
+impl Handler for Slow {
+    async fn handle(&mut self, record: &Record) {
+        tokio::task::yield_now().await;
+        self.0.handle(record).await;
+    }
+
+    async fn missed(&mut self, count: u64) {
+        self.0.missed(count).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_lossy_handler_under_concurrent_emitters_accounts_for_every_record() {
+    const EMITTERS: u64 = 4;
+    const PER: u64 = 25_000;
+    let d = Dispatcher::builder("busy")
+        .capacity(128.try_into().unwrap())
+        .build()
+        .unwrap();
+    let lossless = Recorder::new();
+    d.add_handler(lossless.clone()).unwrap();
+    let slow = Recorder::new();
+    let slow_id = d
+        .add_handler_with(Slow(slow.clone()), HandlerOptions::new().lossy(64))
+        .unwrap();
+    let tasks: Vec<_> = (0..EMITTERS)
+        .map(|emitter| {
+            let d = d.clone();
+            tokio::spawn(async move {
+                for n in 0..PER {
+                    if n % 2 == 0 {
+                        d.event(Seq { emitter, n }).await.unwrap();
+                    } else {
+                        d.event(Seq { emitter, n }).now().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    d.flush().await;
+    let stats = d
+        .handler_stats()
+        .into_iter()
+        .find(|(id, _)| *id == slow_id)
+        .unwrap()
+        .1;
+    let seen = slow.seen();
+    let missed: u64 = seen
+        .iter()
+        .map(|s| if let Seen::Missed(n) = s { *n } else { 0 })
+        .sum();
+    let records = slow.records();
+    println!(
+        "lossy, {EMITTERS} emitters: emitted={} delivered={} dropped={} missed_reported={missed}",
+        EMITTERS * PER,
+        stats.delivered,
+        stats.dropped
+    );
+    assert_eq!(stats.delivered + stats.dropped, EMITTERS * PER);
+    assert_eq!(records.len() as u64, stats.delivered);
+    assert_eq!(missed, stats.dropped);
+    // What it did receive is still in each emitter's order.
+    for emitter in 0..EMITTERS {
+        let ns: Vec<u64> = records
+            .iter()
+            .filter_map(|r| r.seq.filter(|s| s.0 == emitter).map(|s| s.1))
+            .collect();
+        assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "emitter {emitter} in order"
+        );
+    }
+    assert_eq!(lossless.records().len() as u64, EMITTERS * PER);
+}
