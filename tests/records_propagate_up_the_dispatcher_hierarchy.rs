@@ -66,11 +66,18 @@ async fn a_record_reaches_its_dispatcher_and_every_ancestor_up_to_the_root() -> 
     assert_eq!(receivers(&all, 4), ["root"]);
     assert_eq!(receivers(&all, 5), ["root", "other"]);
 
-    // Every receiver sees the emitting dispatcher's name, not its own.
-    for r in [&r_root, &r_app, &r_x] {
-        let rec = r.records().into_iter().find(|r| r.seq == Some((0, 1)));
-        assert_eq!(rec.unwrap().dispatcher, "app.x.y");
-    }
+    // Every receiver sees the same record (one id, shared, not a copy per handler) with the
+    // emitting dispatcher's name, not its own.
+    let ids: Vec<_> = [&r_root, &r_app, &r_x, &r_y]
+        .iter()
+        .map(|r| {
+            let rec = r.records().into_iter().find(|r| r.seq == Some((0, 1)));
+            let rec = rec.unwrap();
+            assert_eq!(rec.dispatcher, "app.x.y");
+            rec.id
+        })
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     Ok(())
 }
 

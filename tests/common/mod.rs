@@ -30,6 +30,7 @@ pub enum Seen {
 /// The parts of a record the tests look at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rec {
+    pub id: uuid::Uuid,
     pub class: &'static str,
     pub dispatcher: String,
     pub span: Option<SpanId>,
@@ -47,6 +48,7 @@ pub struct Rec {
 impl Rec {
     pub fn of(record: &Record) -> Rec {
         let mut rec = Rec {
+            id: record.id(),
             class: record.class_name(),
             dispatcher: record.dispatcher().to_owned(),
             span: record.span_id(),
