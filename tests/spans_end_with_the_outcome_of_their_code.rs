@@ -388,3 +388,28 @@ async fn event_handlers_get_span_drop_events_and_span_handlers_get_the_outcomes(
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_handler_closed_with_spans_open_drops_them_as_shutdown() {
+    let d = Dispatcher::new("closing").unwrap();
+    let ends = Ends::default();
+    let id = d.add_span_handler(ends.clone()).unwrap();
+    let open = d.span("left open").enter();
+    d.span("closed").in_scope(|| ());
+    d.flush().await;
+    assert!(d.remove_handler(id));
+    let log = Arc::clone(&ends.0);
+    assert!(
+        common::wait_until(Duration::from_secs(5), || log.lock().unwrap().len() == 2).await,
+        "{:?}",
+        log.lock().unwrap()
+    );
+    assert_eq!(
+        *ends.0.lock().unwrap(),
+        [
+            ("closed".to_owned(), None),
+            ("left open".to_owned(), Some(DropReason::Shutdown)),
+        ]
+    );
+    open.exit(); // the handler is gone: nothing more happens
+}
