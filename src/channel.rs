@@ -226,8 +226,11 @@ impl Channel {
         let last = st.next_barrier - 1;
         st.ack_barriers_up_to(&mut reader, last);
         st.trim();
-        let waiters = std::mem::take(&mut st.push_waiters);
+        let mut waiters = std::mem::take(&mut st.push_waiters);
         drop(st);
+        // The reader's own task may be parked in `poll_recv`: wake it so that it sees `Closed`
+        // and runs its handler's flush and close hooks instead of sleeping forever.
+        waiters.extend(reader.waker.take());
         wake_all(waiters);
     }
 

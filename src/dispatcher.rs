@@ -59,6 +59,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::Poll;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -74,6 +76,8 @@ use crate::handler::{
 use crate::record::{DropReason, Record, RecordKind, SpanDrop, Tags};
 use crate::shutdown::{HandlerReport, ShutdownReport};
 use crate::span::Span;
+
+type SharedReport = Shared<BoxFuture<'static, ShutdownReport>>;
 
 /// The default capacity of a dispatcher's channel, in records.
 pub const DEFAULT_CAPACITY: usize = 4096;
@@ -109,7 +113,8 @@ struct Inner {
     open: OpenSpans,
     shut_down: AtomicBool,
     spans_dropped_at_shutdown: AtomicU64,
-    report: tokio::sync::OnceCell<ShutdownReport>,
+    /// The shutdown in progress or done, shared by every caller of `shutdown`.
+    report: Mutex<Option<SharedReport>>,
 }
 
 /// The dispatcher's own handlers and the channel they read.
@@ -239,7 +244,7 @@ impl Dispatcher {
             open: OpenSpans::default(),
             shut_down: AtomicBool::new(false),
             spans_dropped_at_shutdown: AtomicU64::new(0),
-            report: tokio::sync::OnceCell::new(),
+            report: Mutex::new(None),
         }))
     }
 
@@ -357,10 +362,21 @@ impl Dispatcher {
     }
 
     /// Pushes without waiting to every target; used for span signals and sync emission.
-    fn push_now(&self, record: Record) {
+    /// Returns whether the record got into every channel, and there was at least one (a
+    /// channel refuses once closed; shutdown empties the targets).
+    fn push_now(&self, record: Record) -> bool {
         let record = Arc::new(record);
-        for ch in read(&self.0.targets).iter() {
-            let _ = ch.push_now(Arc::clone(&record));
+        let targets = read(&self.0.targets);
+        let mut all = !targets.is_empty();
+        for ch in targets.iter() {
+            all &= ch.push_now(Arc::clone(&record)).is_ok();
+        }
+        all
+    }
+
+    fn shut_down_error(&self) -> EmitError {
+        EmitError::ShutDown {
+            dispatcher: self.name().to_owned(),
         }
     }
 
@@ -385,17 +401,32 @@ impl Dispatcher {
         if self.route() != LIVE {
             return false;
         }
-        self.0.open.insert(ctx, tags.clone());
+        // Track and announce under the shard lock, re-checking shutdown there: shutdown sets
+        // its flag before it drains the shards, so a span is either drained (and dropped) by
+        // shutdown or never tracked — never tracked after the drain and left open forever.
+        let mut shard = self.0.open.shard(ctx);
+        if self.is_shut_down() {
+            return false;
+        }
+        shard.insert(ctx.span_id(), (ctx, tags.clone()));
         self.push_now(self.new_record(Some(ctx), tags, RecordKind::SpanEnter(enter)));
         true
     }
 
     /// Emits the exit of a tracked span, unless shutdown already dropped it.
     pub(crate) fn exit_span(&self, ctx: SpanContext, tags: Option<Arc<Tags>>) {
-        if self.0.open.remove(ctx) {
-            self.route();
+        // The shard lock is held until the record is pushed, so shutdown (which drains the
+        // shards before closing any channel) cannot close the channels in between.
+        let mut shard = self.0.open.shard(ctx);
+        if shard.remove(&ctx.span_id()).is_some() {
             let exit = crate::record::SpanExit { id: ctx.span_id() };
-            self.push_now(self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit)));
+            let record = self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit));
+            match self.end_channels() {
+                None => {
+                    self.push_now(record);
+                }
+                Some(channels) => push_to(&channels, record),
+            }
         }
     }
 
@@ -407,9 +438,22 @@ impl Dispatcher {
         reason: DropReason,
         message: String,
     ) {
-        if self.0.open.remove(ctx) {
+        let mut shard = self.0.open.shard(ctx);
+        if shard.remove(&ctx.span_id()).is_some() {
+            let channels = self.end_channels();
+            self.push_drop(ctx, tags, reason, message, channels.as_deref());
+        }
+    }
+
+    /// Where the end of a still-tracked span goes: `None` for the usual targets; once
+    /// shutdown has begun (the targets are then empty), the chain's channels that are still
+    /// open, so that a span ending while shutdown drains is still closed for its handlers.
+    fn end_channels(&self) -> Option<Vec<Arc<Channel>>> {
+        if self.is_shut_down() {
+            Some(self.chain_channels())
+        } else {
             self.route();
-            self.push_drop(ctx, tags, reason, message, None);
+            None
         }
     }
 
@@ -434,15 +478,10 @@ impl Dispatcher {
             self.new_record(Some(ctx), tags, RecordKind::Event(Box::new(event))),
         ];
         match to {
-            None => records.into_iter().for_each(|r| self.push_now(r)),
-            Some(channels) => {
-                for record in records {
-                    let record = Arc::new(record);
-                    for ch in channels {
-                        let _ = ch.push_now(Arc::clone(&record));
-                    }
-                }
-            }
+            None => records.into_iter().for_each(|r| {
+                self.push_now(r);
+            }),
+            Some(channels) => records.into_iter().for_each(|r| push_to(channels, r)),
         }
     }
 
@@ -615,6 +654,8 @@ impl Dispatcher {
     /// handlers); each handler handles what is queued, is flushed and closed, and its task
     /// ends. A handler still running at the deadline is aborted and reported as timed out.
     /// Idempotent: later calls return the first call's report (waiting for it if needed).
+    /// Cancel-safe: if the caller stops waiting (a timeout, a lost `select!`), the shutdown
+    /// still completes by its deadline, and the next call returns its report.
     ///
     /// Records this dispatcher's descendants emit no longer reach its handlers.
     ///
@@ -638,14 +679,32 @@ impl Dispatcher {
     /// ```
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let deadline = tokio::time::Instant::now() + timeout;
-        self.0
-            .report
-            .get_or_init(|| async {
-                self.begin_shutdown();
-                self.finish_shutdown(deadline).await
-            })
-            .await
-            .clone()
+        let shared = {
+            let mut slot = lock(&self.0.report);
+            match &*slot {
+                Some(shared) => shared.clone(),
+                None => {
+                    self.begin_shutdown();
+                    let this = self.clone();
+                    let work = async move { this.finish_shutdown(deadline).await };
+                    // The work runs in its own task, so a caller that stops waiting (a timeout,
+                    // a lost `select!`) does not abandon the handlers half shut down: the
+                    // deadline is still enforced and the report is there for the next call.
+                    let work: BoxFuture<'static, ShutdownReport> =
+                        match tokio::runtime::Handle::try_current() {
+                            Ok(runtime) => {
+                                let task = runtime.spawn(work);
+                                Box::pin(async move { task.await.unwrap_or_default() })
+                            }
+                            Err(_) => Box::pin(work),
+                        };
+                    let shared = work.shared();
+                    *slot = Some(shared.clone());
+                    shared
+                }
+            }
+        };
+        shared.await
     }
 
     /// Refuses new records and drops open spans. Idempotent.
@@ -699,6 +758,14 @@ impl Dispatcher {
             handlers: reports,
             spans_dropped: self.0.spans_dropped_at_shutdown.load(Ordering::Acquire),
         }
+    }
+}
+
+/// Pushes `record` without waiting to each of `channels`.
+fn push_to(channels: &[Arc<Channel>], record: Record) {
+    let record = Arc::new(record);
+    for ch in channels {
+        let _ = ch.push_now(Arc::clone(&record));
     }
 }
 
@@ -778,11 +845,16 @@ impl<E: Event> Emit<'_, E> {
     ///
     /// # Errors
     ///
-    /// [`EmitError::ShutDown`] after the dispatcher was shut down.
+    /// [`EmitError::ShutDown`] after the dispatcher was shut down, or when a shutdown that
+    /// began during the call closed a channel before the record got in. `Ok` means the record
+    /// is queued for every handler it reaches.
     pub fn now(self) -> Result<(), EmitError> {
         let dispatcher = self.dispatcher;
-        if let Some(record) = self.into_record()? {
-            dispatcher.push_now(record);
+        if let Some(record) = self.into_record()?
+            && !dispatcher.push_now(record)
+            && dispatcher.is_shut_down()
+        {
+            return Err(dispatcher.shut_down_error());
         }
         Ok(())
     }
@@ -805,16 +877,30 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
         };
         // Fast path: every channel has room.
         let targets = read(&dispatcher.0.targets);
+        // Empty although `into_record` saw listeners: a shutdown has emptied them meanwhile.
+        let mut refused = targets.is_empty();
         for (i, ch) in targets.iter().enumerate() {
-            if ch.push(&record, None) == Push::Full {
-                return EmitFuture {
-                    state: Some(Waiting::Room {
-                        record,
-                        targets: Arc::clone(&targets),
-                        next: i,
-                    }),
-                };
+            match ch.push(&record, None) {
+                Push::Done => {}
+                Push::Closed => refused = true,
+                Push::Full => {
+                    return EmitFuture {
+                        state: Some(Waiting::Room {
+                            record,
+                            targets: Arc::clone(&targets),
+                            next: i,
+                            dispatcher: dispatcher.clone(),
+                        }),
+                    };
+                }
             }
+        }
+        // A shutdown that began after the check in `into_record` closed a channel (or emptied
+        // the targets) first: the record did not get in, so do not report success.
+        if refused && dispatcher.is_shut_down() {
+            return EmitFuture {
+                state: Some(Waiting::Failed(dispatcher.shut_down_error())),
+            };
         }
         EmitFuture { state: None }
     }
@@ -832,6 +918,7 @@ enum Waiting {
         record: Arc<Record>,
         targets: Arc<[Arc<Channel>]>,
         next: usize,
+        dispatcher: Dispatcher,
     },
 }
 
@@ -849,10 +936,20 @@ impl Future for EmitFuture {
                 record,
                 targets,
                 next,
+                dispatcher,
             }) => {
                 while let Some(ch) = targets.get(*next) {
-                    if ch.push(record, Some(cx.waker())) == Push::Full {
-                        return Poll::Pending;
+                    match ch.push(record, Some(cx.waker())) {
+                        Push::Full => return Poll::Pending,
+                        // Our own dispatcher shut down while we waited: the record was refused,
+                        // so say so instead of reporting success. (A channel closed because an
+                        // ancestor alone shut down is skipped, as a fresh emit would skip it.)
+                        Push::Closed if dispatcher.is_shut_down() => {
+                            let error = dispatcher.shut_down_error();
+                            self.state = None;
+                            return Poll::Ready(Err(error));
+                        }
+                        Push::Closed | Push::Done => {}
                     }
                     *next += 1;
                 }
@@ -879,14 +976,6 @@ struct OpenSpans {
 impl OpenSpans {
     fn shard(&self, ctx: SpanContext) -> MutexGuard<'_, OpenShard> {
         lock(&self.shards[(ctx.span_id().to_u64() as usize) % SHARDS])
-    }
-
-    fn insert(&self, ctx: SpanContext, tags: Option<Arc<Tags>>) {
-        self.shard(ctx).insert(ctx.span_id(), (ctx, tags));
-    }
-
-    fn remove(&self, ctx: SpanContext) -> bool {
-        self.shard(ctx).remove(&ctx.span_id()).is_some()
     }
 
     fn drain(&self) -> Vec<(SpanContext, Option<Arc<Tags>>)> {

@@ -29,6 +29,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ pub struct Registry(Arc<Inner>);
 struct Inner {
     root: Dispatcher,
     by_name: Mutex<BTreeMap<String, Dispatcher>>,
+    /// Set (under `by_name`) when shutdown begins: dispatchers created later are born shut down.
+    shut_down: AtomicBool,
 }
 
 impl Default for Registry {
@@ -62,6 +65,7 @@ impl Registry {
         Registry(Arc::new(Inner {
             root: Dispatcher::from_parts(ROOT, None, false, DEFAULT_CAPACITY),
             by_name: Mutex::new(BTreeMap::new()),
+            shut_down: AtomicBool::new(false),
         }))
     }
 
@@ -108,6 +112,11 @@ impl Registry {
             }
         }
         by_name.insert(name.to_owned(), created.clone());
+        if self.0.shut_down.load(Ordering::Acquire) {
+            // The registry was shut down: a handler attached here would never be flushed or
+            // closed, and emits would vanish. Refuse both, like every other dispatcher here.
+            created.begin_shutdown();
+        }
         Ok(created)
     }
 
@@ -133,11 +142,16 @@ impl Registry {
     /// Shuts down every dispatcher of the registry within one `timeout`, and reports on every
     /// handler. First all dispatchers stop accepting records and drop their open spans (so
     /// those drops reach ancestors' handlers), then every handler drains, flushes and closes.
+    /// A dispatcher first requested after this call is shut down from the start.
     ///
     /// # Panics
     ///
     /// If the tokio runtime was built without the time driver.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        {
+            let _by_name = self.0.by_name.lock().unwrap_or_else(|e| e.into_inner());
+            self.0.shut_down.store(true, Ordering::Release);
+        }
         let all = self.dispatchers();
         for d in &all {
             d.begin_shutdown();
