@@ -54,7 +54,10 @@ impl Handler for InOrder {
     }
 
     async fn close(&mut self) {
-        self.out.lock().unwrap().push((self.next, self.out_of_order));
+        self.out
+            .lock()
+            .unwrap()
+            .push((self.next, self.out_of_order));
     }
 }
 
@@ -148,7 +151,11 @@ async fn panics_every_thousandth(n: u64) {
     for (count, out_of_order) in healthy {
         assert_eq!((count, out_of_order), (n, 0));
     }
-    for h in report.handlers.iter().filter(|h| h.stats.name != bad.stats.name) {
+    for h in report
+        .handlers
+        .iter()
+        .filter(|h| h.stats.name != bad.stats.name)
+    {
         assert_eq!((h.stats.delivered, h.stats.panicked), (n, 0), "{h:?}");
         assert!(!h.timed_out);
     }
