@@ -116,7 +116,11 @@ pub mod shutdown;
 pub mod span;
 
 mod channel;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod channel_model;
 mod id;
+mod sync;
 
 use std::time::Duration;
 
