@@ -150,7 +150,11 @@ fn a_close_racing_a_push_and_a_reader_loses_no_accepted_record() {
         }
         let accepted = pusher.join().unwrap();
         closer.join().unwrap();
-        assert_eq!(seen.len(), accepted, "accepted {accepted}, delivered {seen:?}");
+        assert_eq!(
+            seen.len(),
+            accepted,
+            "accepted {accepted}, delivered {seen:?}"
+        );
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
         assert!(!ch.push_now(record(Seq(9))), "pushes fail after close");
     });
@@ -224,7 +228,11 @@ fn lossy_drops_are_counted_exactly_under_contention() {
         }
         ch.close();
         let (seen, dropped) = consumer.join().unwrap();
-        assert_eq!(seen.len() as u64 + dropped, 4, "seen {seen:?}, dropped {dropped}");
+        assert_eq!(
+            seen.len() as u64 + dropped,
+            4,
+            "seen {seen:?}, dropped {dropped}"
+        );
         for base in [0, 10] {
             let mine: Vec<_> = seen.iter().filter(|&&s| s / 10 == base / 10).collect();
             assert!(mine.windows(2).all(|w| w[0] < w[1]), "order: {seen:?}");
