@@ -105,6 +105,7 @@
 
 pub mod context;
 pub mod dispatcher;
+pub mod docs;
 pub mod error;
 pub mod event;
 pub mod events;
