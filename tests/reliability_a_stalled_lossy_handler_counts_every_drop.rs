@@ -46,7 +46,7 @@ impl Handler for Stalls {
         if self.seen.handled == 0 {
             // Tell the test we are stuck, then wait for the gate: a real condition, no sleep.
             self.stalled.add_permits(1);
-            let _ = self.gate.acquire().await.expect("gate open").forget();
+            self.gate.acquire().await.expect("gate open").forget();
         }
         if *n != self.expected {
             self.seen.unannounced_gaps += 1;

@@ -225,6 +225,9 @@ fn ends(node: &Node, out: &mut Vec<End>) {
     }
 }
 
+/// A span's enter: its index in the record stream, parent, trace, name and time.
+type Entered = (usize, Option<u64>, Option<u128>, String, DateTime<Utc>);
+
 fn check_forest(roots: Vec<Node>) -> Result<(), TestCaseError> {
     quiet_expected_panics();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -255,9 +258,7 @@ fn check_forest(roots: Vec<Node>) -> Result<(), TestCaseError> {
 
     let seen = seen.lock().unwrap().clone();
     let reached = reached.lock().unwrap().clone();
-    // span id -> (index of enter, parent, trace, name, enter time)
-    let mut entered: HashMap<u64, (usize, Option<u64>, Option<u128>, String, DateTime<Utc>)> =
-        HashMap::new();
+    let mut entered: HashMap<u64, Entered> = HashMap::new();
     // span id -> (index of close, reason, close time)
     let mut closed: HashMap<u64, (usize, Option<DropReason>, DateTime<Utc>)> = HashMap::new();
     for (i, s) in seen.iter().enumerate() {
