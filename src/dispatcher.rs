@@ -322,12 +322,12 @@ impl Dispatcher {
     #[cold]
     fn refresh(&self, generation: u64) -> u64 {
         let mut targets = write(&self.0.targets);
+        let channels = self.chain_channels();
+        // Read after the channels: a channel found closed by a racing shutdown then shows the
+        // shutdown too (it is flagged before its channel closes), so the emit is refused
+        // rather than reported as having no listener.
         let shut = self.is_shut_down();
-        let channels = if shut {
-            Vec::new()
-        } else {
-            self.chain_channels()
-        };
+        let channels = if shut { Vec::new() } else { channels };
         let bits = if shut { SHUT } else { 0 } | if channels.is_empty() { 0 } else { LIVE };
         *targets = channels.into();
         self.0
@@ -357,10 +357,26 @@ impl Dispatcher {
     }
 
     /// Pushes without waiting to every target; used for span signals and sync emission.
-    fn push_now(&self, record: Record) {
+    /// Returns whether some channel took the record (none may when a shutdown races this).
+    fn push_now(&self, record: Record) -> bool {
         let record = Arc::new(record);
-        for ch in read(&self.0.targets).iter() {
-            let _ = ch.push_now(Arc::clone(&record));
+        let targets = read(&self.0.targets);
+        let mut accepted = false;
+        for ch in targets.iter() {
+            accepted |= ch.push_now(Arc::clone(&record)).is_ok();
+        }
+        accepted
+    }
+
+    /// The outcome of an emit that no channel took: refused if this dispatcher was shut down
+    /// meanwhile (its channel closed under the emit), else `Ok` (nobody listens any more).
+    fn refused(&self) -> Result<(), EmitError> {
+        if self.is_shut_down() {
+            Err(EmitError::ShutDown {
+                dispatcher: self.name().to_owned(),
+            })
+        } else {
+            Ok(())
         }
     }
 
@@ -434,7 +450,9 @@ impl Dispatcher {
             self.new_record(Some(ctx), tags, RecordKind::Event(Box::new(event))),
         ];
         match to {
-            None => records.into_iter().for_each(|r| self.push_now(r)),
+            None => records.into_iter().for_each(|r| {
+                self.push_now(r);
+            }),
             Some(channels) => {
                 for record in records {
                     let record = Arc::new(record);
@@ -778,13 +796,18 @@ impl<E: Event> Emit<'_, E> {
     ///
     /// # Errors
     ///
-    /// [`EmitError::ShutDown`] after the dispatcher was shut down.
+    /// [`EmitError::ShutDown`] after the dispatcher was shut down, or when a shutdown racing
+    /// this call closed its channel first.
     pub fn now(self) -> Result<(), EmitError> {
         let dispatcher = self.dispatcher;
-        if let Some(record) = self.into_record()? {
-            dispatcher.push_now(record);
+        let Some(record) = self.into_record()? else {
+            return Ok(());
+        };
+        if dispatcher.push_now(record) {
+            Ok(())
+        } else {
+            dispatcher.refused()
         }
-        Ok(())
     }
 }
 
@@ -805,18 +828,31 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
         };
         // Fast path: every channel has room.
         let targets = read(&dispatcher.0.targets);
+        let mut accepted = false;
         for (i, ch) in targets.iter().enumerate() {
-            if ch.push(&record, None) == Push::Full {
-                return EmitFuture {
-                    state: Some(Waiting::Room {
-                        record,
-                        targets: Arc::clone(&targets),
-                        next: i,
-                    }),
-                };
+            match ch.push(&record, None) {
+                Push::Done => accepted = true,
+                Push::Closed => {}
+                Push::Full => {
+                    return EmitFuture {
+                        state: Some(Waiting::Room {
+                            record,
+                            targets: Arc::clone(&targets),
+                            next: i,
+                            accepted,
+                            dispatcher: dispatcher.clone(),
+                        }),
+                    };
+                }
             }
         }
-        EmitFuture { state: None }
+        EmitFuture {
+            state: if accepted {
+                None
+            } else {
+                dispatcher.refused().err().map(Waiting::Failed)
+            },
+        }
     }
 }
 
@@ -832,6 +868,9 @@ enum Waiting {
         record: Arc<Record>,
         targets: Arc<[Arc<Channel>]>,
         next: usize,
+        /// Whether some channel took the record already.
+        accepted: bool,
+        dispatcher: Dispatcher,
     },
 }
 
@@ -849,15 +888,24 @@ impl Future for EmitFuture {
                 record,
                 targets,
                 next,
+                accepted,
+                dispatcher,
             }) => {
                 while let Some(ch) = targets.get(*next) {
-                    if ch.push(record, Some(cx.waker())) == Push::Full {
-                        return Poll::Pending;
+                    match ch.push(record, Some(cx.waker())) {
+                        Push::Full => return Poll::Pending,
+                        Push::Done => *accepted = true,
+                        Push::Closed => {}
                     }
                     *next += 1;
                 }
+                let result = if *accepted {
+                    Ok(())
+                } else {
+                    dispatcher.refused()
+                };
                 self.state = None;
-                Poll::Ready(Ok(()))
+                Poll::Ready(result)
             }
         }
     }
