@@ -401,17 +401,48 @@ impl Dispatcher {
         if self.route() != LIVE {
             return false;
         }
-        self.0.open.insert(ctx, tags.clone());
-        self.push_now(self.new_record(Some(ctx), tags, RecordKind::SpanEnter(enter)));
+        let record = self.new_record(Some(ctx), tags.clone(), RecordKind::SpanEnter(enter));
+        // Tracking and pushing under the span's shard lock, which shutdown's drain also takes
+        // (after raising the flag): either the drain finds the span with its enter already
+        // queued, or this sees the flag and emits nothing.
+        let mut shard = self.0.open.shard(ctx);
+        if self.is_shut_down() {
+            return false;
+        }
+        shard.insert(ctx.span_id(), (ctx, tags));
+        self.push_signal(record);
         true
     }
 
     /// Emits the exit of a tracked span, unless shutdown already dropped it.
     pub(crate) fn exit_span(&self, ctx: SpanContext, tags: Option<Arc<Tags>>) {
-        if self.0.open.remove(ctx) {
-            self.route();
+        // Under the shard lock, like the enter: a span still tracked has not been drained, so
+        // its channels have not closed yet and the exit reaches them.
+        let mut shard = self.0.open.shard(ctx);
+        if shard.remove(&ctx.span_id()).is_some() {
             let exit = crate::record::SpanExit { id: ctx.span_id() };
-            self.push_now(self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit)));
+            self.push_signal(self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit)));
+        }
+    }
+
+    /// Pushes a span signal (called under the span's shard lock): to the cached targets, or,
+    /// once shutdown has begun and may have cleared them, to the chain's channels, which stay
+    /// open until shutdown has drained this span's shard.
+    fn push_signal(&self, record: Record) {
+        self.route();
+        let record = Arc::new(record);
+        {
+            // Read before the flag: targets cleared by a shutdown are seen with its flag.
+            let targets = read(&self.0.targets);
+            if !self.is_shut_down() {
+                for ch in targets.iter() {
+                    let _ = ch.push_now(Arc::clone(&record));
+                }
+                return;
+            }
+        }
+        for ch in self.chain_channels() {
+            let _ = ch.push_now(Arc::clone(&record));
         }
     }
 
@@ -423,8 +454,8 @@ impl Dispatcher {
         reason: DropReason,
         message: String,
     ) {
-        if self.0.open.remove(ctx) {
-            self.route();
+        let mut shard = self.0.open.shard(ctx);
+        if shard.remove(&ctx.span_id()).is_some() {
             self.push_drop(ctx, tags, reason, message, None);
         }
     }
@@ -450,9 +481,7 @@ impl Dispatcher {
             self.new_record(Some(ctx), tags, RecordKind::Event(Box::new(event))),
         ];
         match to {
-            None => records.into_iter().for_each(|r| {
-                self.push_now(r);
-            }),
+            None => records.into_iter().for_each(|r| self.push_signal(r)),
             Some(channels) => {
                 for record in records {
                     let record = Arc::new(record);
@@ -927,14 +956,6 @@ struct OpenSpans {
 impl OpenSpans {
     fn shard(&self, ctx: SpanContext) -> MutexGuard<'_, OpenShard> {
         lock(&self.shards[(ctx.span_id().to_u64() as usize) % SHARDS])
-    }
-
-    fn insert(&self, ctx: SpanContext, tags: Option<Arc<Tags>>) {
-        self.shard(ctx).insert(ctx.span_id(), (ctx, tags));
-    }
-
-    fn remove(&self, ctx: SpanContext) -> bool {
-        self.shard(ctx).remove(&ctx.span_id()).is_some()
     }
 
     fn drain(&self) -> Vec<(SpanContext, Option<Arc<Tags>>)> {
