@@ -25,12 +25,13 @@
 //! The lock is held only for queue bookkeeping, never across an `.await` or a handler call.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::oneshot;
 
 use crate::record::Record;
+use crate::sync::{Mutex, MutexGuard};
 
 /// A reader's delivery mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -110,6 +110,7 @@
 
 pub mod context;
 pub mod dispatcher;
+pub mod docs;
 pub mod error;
 pub mod event;
 pub mod events;
@@ -125,7 +126,11 @@ pub mod spawn;
 pub mod stream;
 
 mod channel;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod channel_model;
 mod id;
+mod sync;
 
 #[doc(hidden)]
 pub mod __private;

@@ -1,0 +1,113 @@
+//! A public face of the crate-private broadcast channel, compiled only under `--cfg loom` so
+//! that `tests/loom_channel.rs` can drive the channel protocol directly. Not part of the API.
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use tokio::sync::oneshot;
+
+use crate::channel::{self, Mode};
+use crate::event::Event;
+use crate::record::{Record, RecordKind};
+
+/// What a reader gets from [`Channel::poll_recv`] (mirrors the internal type).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recv {
+    /// Records were appended to the batch; `dropped` were skipped before them (lossy readers).
+    Records {
+        /// Records skipped before this batch.
+        dropped: u64,
+    },
+    /// Every record before barrier `id` has been handed out: acknowledge it.
+    Barrier(u64),
+    /// Closed and drained.
+    Closed,
+}
+
+/// The outcome of [`Channel::push`] (mirrors the internal type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Appended.
+    Done,
+    /// A lossless reader is a full capacity behind; the waker was registered.
+    Full,
+    /// The channel is closed.
+    Closed,
+}
+
+/// The broadcast channel.
+pub struct Channel(channel::Channel);
+
+/// An event record carrying `event`, attributed to no span.
+pub fn record<E: Event>(event: E) -> Arc<Record> {
+    Arc::new(Record::new(
+        None,
+        None,
+        Arc::from("loom"),
+        RecordKind::Event(Box::new(event)),
+    ))
+}
+
+impl Channel {
+    /// A channel with room for `capacity` records.
+    pub fn new(capacity: usize) -> Self {
+        Channel(channel::Channel::new(capacity))
+    }
+
+    /// Adds a lossless reader (`lossy: None`) or a lossy one with that capacity.
+    pub fn add_reader(&self, lossy: Option<usize>) -> Option<usize> {
+        self.0.add_reader(match lossy {
+            None => Mode::Lossless,
+            Some(capacity) => Mode::Lossy { capacity },
+        })
+    }
+
+    /// Removes a reader.
+    pub fn remove_reader(&self, id: usize) {
+        self.0.remove_reader(id);
+    }
+
+    /// Appends without waiting; `false` when closed.
+    pub fn push_now(&self, record: Arc<Record>) -> bool {
+        self.0.push_now(record).is_ok()
+    }
+
+    /// Appends if every lossless reader has room.
+    pub fn push(&self, record: &Arc<Record>, waker: Option<&Waker>) -> Push {
+        match self.0.push(record, waker) {
+            channel::Push::Done => Push::Done,
+            channel::Push::Full => Push::Full,
+            channel::Push::Closed => Push::Closed,
+        }
+    }
+
+    /// Takes up to `max` records for reader `id`.
+    pub fn poll_recv(
+        &self,
+        id: usize,
+        batch: &mut Vec<Arc<Record>>,
+        max: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Recv> {
+        self.0.poll_recv(id, batch, max, cx).map(|r| match r {
+            channel::Recv::Records { dropped } => Recv::Records { dropped },
+            channel::Recv::Barrier(id) => Recv::Barrier(id),
+            channel::Recv::Closed => Recv::Closed,
+        })
+    }
+
+    /// Acknowledges barrier `barrier` for reader `id`.
+    pub fn ack(&self, id: usize, barrier: u64) {
+        self.0.ack(id, barrier);
+    }
+
+    /// Places a flush barrier at the tail.
+    pub fn barrier(&self) -> Option<oneshot::Receiver<()>> {
+        self.0.barrier()
+    }
+
+    /// Closes the channel.
+    pub fn close(&self) {
+        self.0.close();
+    }
+}

@@ -1,0 +1,283 @@
+//! Model checks of the broadcast channel's protocol with loom: every interleaving (up to a
+//! preemption bound) of a few threads driving the channel directly, the way emitters, handler
+//! tasks, `flush` and `shutdown` drive it.
+//!
+//! Run with `.ci/loom.sh` (`RUSTFLAGS="--cfg loom" cargo test --release --test loom_channel`).
+//! Waiting is done with `loom::future::block_on`, whose waker loom understands: a lost wake-up
+//! shows up as a deadlock that fails the model.
+#![cfg(loom)]
+
+use std::future::poll_fn;
+use std::task::Poll;
+
+use loom::future::block_on;
+use loom::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+use serde::Serialize;
+use spanbus::Record;
+use spanbus::channel_model::{Channel, Push, Recv, record};
+
+#[derive(Serialize)]
+struct Seq(u64);
+
+impl spanbus::Event for Seq {
+    const NAME: &'static str = "Seq";
+}
+
+fn seq(r: &Record) -> u64 {
+    r.event::<Seq>().expect("a Seq record").0
+}
+
+/// Runs `f` under loom with a preemption bound that keeps each model to seconds.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    model_bounded(3, f);
+}
+
+fn model_bounded(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(preemptions);
+    builder.check(f);
+}
+
+/// A handler task's receive: waits until the channel has something for `reader`.
+fn recv(ch: &Channel, reader: usize, batch: &mut Vec<std::sync::Arc<Record>>) -> Recv {
+    block_on(poll_fn(|cx| ch.poll_recv(reader, batch, 16, cx)))
+}
+
+/// An `.await`ed emit: waits for room in lossless readers.
+fn push_wait(ch: &Channel, r: &std::sync::Arc<Record>) -> Push {
+    block_on(poll_fn(|cx| match ch.push(r, Some(cx.waker())) {
+        Push::Full => Poll::Pending,
+        done_or_closed => Poll::Ready(done_or_closed),
+    }))
+}
+
+/// `flush` racing an emit: a barrier placed after a push has completed resolves only once the
+/// reader has handled that record, and the barrier always resolves.
+///
+/// The counters are loom mutexes, not atomics: the barrier resolves through a tokio oneshot,
+/// which loom does not see, so a loom atomic read after it could legally be stale.
+#[test]
+fn a_flush_racing_a_push_waits_for_everything_pushed_before_it() {
+    // Three threads and two counters: a bound of 2 keeps this one to seconds.
+    model_bounded(2, || {
+        let ch = Arc::new(Channel::new(1));
+        let reader = ch.add_reader(None).unwrap();
+        let pushed = Arc::new(Mutex::new(0));
+        let handled = Arc::new(Mutex::new(0));
+
+        let pusher = {
+            let (ch, pushed) = (ch.clone(), pushed.clone());
+            thread::spawn(move || {
+                assert!(ch.push_now(record(Seq(0))));
+                *pushed.lock().unwrap() += 1;
+                // The queue may be full now: this push waits for the reader.
+                assert_eq!(push_wait(&ch, &record(Seq(1))), Push::Done);
+                *pushed.lock().unwrap() += 1;
+            })
+        };
+        let flusher = {
+            let (ch, pushed, handled) = (ch.clone(), pushed.clone(), handled.clone());
+            thread::spawn(move || {
+                let before = *pushed.lock().unwrap();
+                let barrier = ch.barrier().expect("a reader is attached");
+                block_on(barrier).expect("the barrier resolves");
+                let handled = *handled.lock().unwrap();
+                assert!(
+                    handled >= before,
+                    "flush returned after {handled} records handled, {before} pushed before it"
+                );
+            })
+        };
+
+        let mut batch = Vec::new();
+        let (mut seen, mut acked) = (Vec::new(), false);
+        while seen.len() < 2 || !acked {
+            match recv(&ch, reader, &mut batch) {
+                Recv::Records { dropped } => {
+                    assert_eq!(dropped, 0);
+                    seen.extend(batch.drain(..).map(|r| seq(&r)));
+                    *handled.lock().unwrap() = seen.len();
+                }
+                Recv::Barrier(id) => {
+                    ch.ack(reader, id);
+                    acked = true;
+                }
+                Recv::Closed => panic!("nobody closed the channel"),
+            }
+        }
+        pusher.join().unwrap();
+        flusher.join().unwrap();
+        assert_eq!(seen, [0, 1], "in order, each once");
+    });
+}
+
+/// `shutdown` racing an emit and a reader: every push that succeeded is delivered, each once,
+/// in order; a push blocked on a full queue is released by the close; the reader ends.
+#[test]
+fn a_close_racing_a_push_and_a_reader_loses_no_accepted_record() {
+    model(|| {
+        let ch = Arc::new(Channel::new(1));
+        let reader = ch.add_reader(None).unwrap();
+
+        let pusher = {
+            let ch = ch.clone();
+            thread::spawn(move || {
+                let first = ch.push_now(record(Seq(0)));
+                // Full after the first push until the reader takes it or the channel closes.
+                let second = push_wait(&ch, &record(Seq(1)));
+                assert!(first || second == Push::Closed, "closed is closed");
+                usize::from(first) + usize::from(second == Push::Done)
+            })
+        };
+        let closer = {
+            let ch = ch.clone();
+            thread::spawn(move || ch.close())
+        };
+
+        let mut batch = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            match recv(&ch, reader, &mut batch) {
+                Recv::Records { dropped } => {
+                    assert_eq!(dropped, 0);
+                    seen.extend(batch.drain(..).map(|r| seq(&r)));
+                }
+                Recv::Barrier(_) => panic!("nobody flushed"),
+                Recv::Closed => break,
+            }
+        }
+        let accepted = pusher.join().unwrap();
+        closer.join().unwrap();
+        assert_eq!(
+            seen.len(),
+            accepted,
+            "accepted {accepted}, delivered {seen:?}"
+        );
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
+        assert!(!ch.push_now(record(Seq(9))), "pushes fail after close");
+    });
+}
+
+/// A reader that goes away (its handler task aborted at a shutdown deadline) racing an emitter
+/// blocked on it and a flush waiting for it: both are released.
+#[test]
+fn a_reader_going_away_releases_a_blocked_push_and_a_pending_flush() {
+    model(|| {
+        let ch = Arc::new(Channel::new(1));
+        let reader = ch.add_reader(None).unwrap();
+        assert!(ch.push_now(record(Seq(0)))); // full: the next awaited push waits
+
+        let pusher = {
+            let ch = ch.clone();
+            thread::spawn(move || assert_eq!(push_wait(&ch, &record(Seq(1))), Push::Done))
+        };
+        let flusher = {
+            let ch = ch.clone();
+            thread::spawn(move || {
+                if let Some(barrier) = ch.barrier() {
+                    block_on(barrier).expect("the barrier resolves");
+                }
+            })
+        };
+        ch.remove_reader(reader);
+        pusher.join().unwrap();
+        flusher.join().unwrap();
+    });
+}
+
+/// Lossy drop counting under contention: two emitters race a lossy reader that keeps at most
+/// one record; whatever the interleaving, `delivered + dropped == pushed`, and each emitter's
+/// records arrive in its order.
+#[test]
+fn lossy_drops_are_counted_exactly_under_contention() {
+    model(|| {
+        let ch = Arc::new(Channel::new(2));
+        let reader = ch.add_reader(Some(1)).unwrap();
+        let pushers: Vec<_> = [0u64, 10]
+            .into_iter()
+            .map(|base| {
+                let ch = ch.clone();
+                thread::spawn(move || {
+                    assert!(ch.push_now(record(Seq(base))));
+                    // An awaited emit never waits for a lossy reader.
+                    assert_eq!(ch.push(&record(Seq(base + 1)), None), Push::Done);
+                })
+            })
+            .collect();
+        let consumer = {
+            let ch = ch.clone();
+            thread::spawn(move || {
+                let mut batch = Vec::new();
+                let (mut seen, mut dropped_total) = (Vec::new(), 0);
+                loop {
+                    match recv(&ch, reader, &mut batch) {
+                        Recv::Records { dropped } => {
+                            dropped_total += dropped;
+                            seen.extend(batch.drain(..).map(|r| seq(&r)));
+                        }
+                        Recv::Barrier(_) => panic!("nobody flushed"),
+                        Recv::Closed => return (seen, dropped_total),
+                    }
+                }
+            })
+        };
+        for p in pushers {
+            p.join().unwrap();
+        }
+        ch.close();
+        let (seen, dropped) = consumer.join().unwrap();
+        assert_eq!(
+            seen.len() as u64 + dropped,
+            4,
+            "seen {seen:?}, dropped {dropped}"
+        );
+        for base in [0, 10] {
+            let mine: Vec<_> = seen.iter().filter(|&&s| s / 10 == base / 10).collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "order: {seen:?}");
+        }
+    });
+}
+
+/// A sync emit (`push_now`, as from `Drop`) racing an awaited emit on a full lossless channel:
+/// the sync one returns at once, the awaited one completes once there is room, and the reader
+/// gets all three records, each once.
+#[test]
+fn a_sync_push_on_a_full_lossless_channel_neither_blocks_nor_loses() {
+    model(|| {
+        let ch = Arc::new(Channel::new(1));
+        let reader = ch.add_reader(None).unwrap();
+        assert!(ch.push_now(record(Seq(0)))); // the channel is full
+        let sync_done = Arc::new(AtomicBool::new(false));
+
+        let awaited = {
+            let ch = ch.clone();
+            thread::spawn(move || assert_eq!(push_wait(&ch, &record(Seq(1))), Push::Done))
+        };
+        let sync = {
+            let (ch, sync_done) = (ch.clone(), sync_done.clone());
+            thread::spawn(move || {
+                assert!(ch.push_now(record(Seq(2))), "a sync push is never refused");
+                sync_done.store(true, SeqCst);
+            })
+        };
+
+        let mut batch = Vec::new();
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            match recv(&ch, reader, &mut batch) {
+                Recv::Records { dropped } => {
+                    assert_eq!(dropped, 0);
+                    seen.extend(batch.drain(..).map(|r| seq(&r)));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        awaited.join().unwrap();
+        sync.join().unwrap();
+        assert!(sync_done.load(SeqCst));
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2]);
+    });
+}

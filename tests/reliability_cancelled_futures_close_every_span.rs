@@ -1,0 +1,271 @@
+//! Reliability matrix, row "10,000 futures cancelled at random points" (SPEC §4): every span
+//! that was opened must be closed (exited or dropped) exactly once, and none may be open after
+//! shutdown.
+//!
+//! Each future is a random tree of nested spans (depth 1–3) that emit events and yield between
+//! steps. Each is then, at random: run to completion; dropped after a random number of polls;
+//! spawned and aborted from another task after a random number of yields; or polled once and
+//! kept alive across shutdown (shutdown must drop its spans, and dropping the future afterwards
+//! must not close them a second time). A recording handler counts, per span id, the enters
+//! against the exits plus drops. The seed is printed; set `SPANBUS_SEED` to replay one.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::Serialize;
+use spanbus::{Dispatcher, DropReason, Event, Handler, Record, RecordKind, SpanFutureExt, SpanId};
+
+#[derive(Serialize)]
+struct Step(u32);
+
+impl Event for Step {
+    const NAME: &'static str = "Step";
+}
+
+/// xorshift64*: a tiny deterministic generator, so a failing seed can be replayed.
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Default, Clone, Copy, Debug)]
+struct Counts {
+    enters: u32,
+    exits: u32,
+    drops: u32,
+}
+
+#[derive(Default)]
+struct Log {
+    spans: HashMap<SpanId, Counts>,
+    drop_reasons: HashMap<DropReason, u64>,
+}
+
+/// Records every span signal it sees; publishes at close.
+struct Recorder {
+    log: Log,
+    out: Arc<Mutex<Option<Log>>>,
+}
+
+impl Handler for Recorder {
+    async fn handle(&mut self, record: &Record) {
+        match record.kind() {
+            RecordKind::SpanEnter(e) => self.log.spans.entry(e.id).or_default().enters += 1,
+            RecordKind::SpanExit(e) => self.log.spans.entry(e.id).or_default().exits += 1,
+            RecordKind::SpanDrop(e) => {
+                self.log.spans.entry(e.id).or_default().drops += 1;
+                *self.log.drop_reasons.entry(e.reason).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+
+    async fn close(&mut self) {
+        *self.out.lock().unwrap() = Some(std::mem::take(&mut self.log));
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A random tree of spans: each level yields, emits, and awaits 0–2 children.
+fn work(d: Dispatcher, depth: u32, mut rng: Rng, started: Arc<AtomicU64>) -> BoxFuture {
+    let span = d.span(format!("level-{depth}"));
+    Box::pin(
+        async move {
+            started.fetch_add(1, Ordering::Relaxed);
+            for step in 0..rng.below(3) as u32 {
+                tokio::task::yield_now().await;
+                d.event(Step(step)).await.expect("emit before shutdown");
+            }
+            if depth < 3 {
+                for _ in 0..rng.below(3) {
+                    let child = Rng(rng.next() | 1);
+                    work(d.clone(), depth + 1, child, Arc::clone(&started)).await;
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        .in_span(span),
+    )
+}
+
+/// Polls `inner` at most `polls` times, then drops it (a cancellation at that point).
+struct DropAfter {
+    inner: Option<BoxFuture>,
+    polls: u64,
+}
+
+impl Future for DropAfter {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(false);
+        };
+        match inner.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.inner = None;
+                Poll::Ready(true)
+            }
+            Poll::Pending => {
+                self.polls -= 1;
+                if self.polls == 0 {
+                    self.inner = None; // cancelled here
+                    Poll::Ready(false)
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+async fn cancel_at_random(n: u64) {
+    let seed = std::env::var("SPANBUS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    let mut rng = Rng(seed);
+    let d = Dispatcher::new("reliability.cancel").unwrap();
+    let out = Arc::new(Mutex::new(None));
+    d.add_handler(Recorder {
+        log: Log::default(),
+        out: Arc::clone(&out),
+    })
+    .unwrap();
+    let started = Arc::new(AtomicU64::new(0));
+
+    let mut tasks = Vec::new();
+    let mut kept_open = Vec::new();
+    let (mut completed, mut dropped_after_polls, mut aborted) = (0u64, 0u64, 0u64);
+    for i in 0..n {
+        let fut = work(d.clone(), 1, Rng(rng.next() | 1), Arc::clone(&started));
+        match rng.below(100) {
+            // Kept alive, half-run, across shutdown.
+            0 => {
+                let mut fut = fut;
+                let _ = futures::poll!(&mut fut);
+                kept_open.push(fut);
+            }
+            1..=33 => tasks.push(tokio::spawn(async move {
+                fut.await;
+                0u8
+            })),
+            34..=66 => {
+                let polls = 1 + rng.below(6);
+                tasks.push(tokio::spawn(async move {
+                    let finished = DropAfter {
+                        inner: Some(fut),
+                        polls,
+                    }
+                    .await;
+                    if finished { 0 } else { 1 }
+                }));
+            }
+            _ => {
+                let victim = tokio::spawn(async move {
+                    fut.await;
+                    0u8
+                });
+                let yields = rng.below(8);
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..yields {
+                        tokio::task::yield_now().await;
+                    }
+                    victim.abort();
+                    match victim.await {
+                        Ok(_) => 0,
+                        Err(e) if e.is_cancelled() => 2,
+                        Err(e) => panic!("task {i} failed: {e}"),
+                    }
+                }));
+            }
+        }
+    }
+    for t in tasks {
+        match t.await.expect("driver task") {
+            0 => completed += 1,
+            1 => dropped_after_polls += 1,
+            _ => aborted += 1,
+        }
+    }
+
+    let report = d.shutdown(Duration::from_secs(60)).await;
+    let kept = kept_open.len();
+    drop(kept_open); // after shutdown: must not close anything a second time
+
+    let log = out.lock().unwrap().take().expect("recorder closed");
+    let opened = log.spans.values().filter(|c| c.enters > 0).count() as u64;
+    let closed_once = log
+        .spans
+        .values()
+        .filter(|c| c.enters == 1 && c.exits + c.drops == 1)
+        .count() as u64;
+    let never_closed = log
+        .spans
+        .values()
+        .filter(|c| c.enters > 0 && c.exits + c.drops == 0)
+        .count();
+    let closed_twice = log.spans.values().filter(|c| c.exits + c.drops > 1).count();
+    let closed_unopened = log.spans.values().filter(|c| c.enters == 0).count();
+    let exits: u64 = log.spans.values().map(|c| u64::from(c.exits)).sum();
+    let reason = |r| log.drop_reasons.get(&r).copied().unwrap_or(0);
+    println!(
+        "cancel: seed={seed} futures={n} completed={completed} dropped_after_polls={dropped_after_polls} \
+         aborted={aborted} kept_open_across_shutdown={kept} spans_opened={opened} \
+         closed_exactly_once={closed_once} never_closed={never_closed} closed_twice={closed_twice} \
+         closed_unopened={closed_unopened} exits={exits} drops_cancelled={} drops_shutdown={} \
+         open_after_shutdown={}",
+        reason(DropReason::Cancelled),
+        reason(DropReason::Shutdown),
+        opened - closed_once,
+    );
+
+    assert_eq!(
+        opened,
+        started.load(Ordering::Relaxed),
+        "every entered span was seen"
+    );
+    assert_eq!(closed_once, opened, "every opened span closed exactly once");
+    assert_eq!((never_closed, closed_twice, closed_unopened), (0, 0, 0));
+    assert_eq!(reason(DropReason::Shutdown), report.spans_dropped);
+    assert!(report.spans_dropped > 0 || kept == 0);
+    assert!(
+        reason(DropReason::Cancelled) > 0,
+        "the run cancelled something"
+    );
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_opened_span_is_closed_exactly_once() {
+    cancel_at_random(10_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "larger size: run with --ignored"]
+async fn every_opened_span_is_closed_exactly_once_large() {
+    cancel_at_random(100_000).await;
+}
