@@ -365,11 +365,15 @@ impl Dispatcher {
     /// Returns whether the record got into every channel, and there was at least one (a
     /// channel refuses once closed; shutdown empties the targets).
     fn push_now(&self, record: Record) -> bool {
-        let record = Arc::new(record);
+        self.push_arc_now(&Arc::new(record))
+    }
+
+    /// [`push_now`](Self::push_now) for a record already shared.
+    fn push_arc_now(&self, record: &Arc<Record>) -> bool {
         let targets = read(&self.0.targets);
         let mut all = !targets.is_empty();
         for ch in targets.iter() {
-            all &= ch.push_now(Arc::clone(&record)).is_ok();
+            all &= ch.push_now(Arc::clone(record)).is_ok();
         }
         all
     }
@@ -587,11 +591,9 @@ impl Dispatcher {
         let reader = channel.add_reader(options.mode()).ok_or_else(shut_down)?;
         let counters = Arc::new(Counters::default());
         let id = HandlerId(NEXT_HANDLER.fetch_add(1, Ordering::Relaxed));
-        let task = runtime.spawn(handler::run(
-            handler,
-            channel,
-            reader,
-            Arc::clone(&counters),
+        let task = runtime.spawn(handler::InHandler::new(
+            &channel,
+            handler::run(handler, Arc::clone(&channel), reader, Arc::clone(&counters)),
         ));
         hub.handlers.push(Attached {
             id,
@@ -606,7 +608,9 @@ impl Dispatcher {
     }
 
     /// Removes a handler: it stops receiving records, is flushed and closed in its task.
-    /// Returns `false` if no handler with that id is attached here.
+    /// Records queued for it but not yet taken are discarded (not counted as dropped); call
+    /// [`flush`](Self::flush) first to have them handled. Returns `false` if no handler with
+    /// that id is attached here.
     pub fn remove_handler(&self, id: HandlerId) -> bool {
         let mut hub = lock(&self.0.hub);
         let Some(pos) = hub.handlers.iter().position(|h| h.id == id) else {
@@ -773,8 +777,16 @@ fn push_to(channels: &[Arc<Channel>], record: Record) {
 const MAX_DEPTH: usize = 1024;
 
 /// Places a barrier on each channel and waits for all of them.
+///
+/// Called from inside a handler, the handler's own channel is skipped: its barrier could only
+/// be reached after the handler returns.
 pub(crate) async fn flush_channels(channels: impl IntoIterator<Item = Arc<Channel>>) {
-    let barriers: Vec<_> = channels.into_iter().filter_map(|c| c.barrier()).collect();
+    let own = handler::handling();
+    let barriers: Vec<_> = channels
+        .into_iter()
+        .filter(|c| Some(Arc::as_ptr(c) as usize) != own)
+        .filter_map(|c| c.barrier())
+        .collect();
     for barrier in barriers {
         let _ = barrier.await;
     }
@@ -875,6 +887,17 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
                 };
             }
         };
+        // Inside a handler, waiting for room could wait on this very handler (or on one that
+        // waits on it): emit as `now()` does instead, which never waits and loses nothing.
+        if handler::handling().is_some() {
+            let state = match dispatcher.push_arc_now(&record) {
+                false if dispatcher.is_shut_down() => {
+                    Some(Waiting::Failed(dispatcher.shut_down_error()))
+                }
+                _ => None,
+            };
+            return EmitFuture { state };
+        }
         // Fast path: every channel has room.
         let targets = read(&dispatcher.0.targets);
         // Empty although `into_record` saw listeners: a shutdown has emptied them meanwhile.

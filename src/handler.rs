@@ -343,6 +343,55 @@ async fn guarded(counters: &Counters, call: impl Future<Output = ()>) -> bool {
     }
 }
 
+thread_local! {
+    /// The address of the channel whose handler task is being polled on this thread, or 0.
+    static HANDLING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The channel whose handler task is running on this thread, if any (as an address, for
+/// comparison only).
+pub(crate) fn handling() -> Option<usize> {
+    HANDLING.try_with(|h| h.get()).ok().filter(|&a| a != 0)
+}
+
+pin_project_lite::pin_project! {
+    /// Marks the thread as running a handler of `channel` during each poll, so that emits and
+    /// flushes made by the handler itself never wait on the handler's own progress.
+    pub(crate) struct InHandler<F> {
+        #[pin]
+        inner: F,
+        channel: usize,
+    }
+}
+
+impl<F> InHandler<F> {
+    pub(crate) fn new(channel: &Arc<Channel>, inner: F) -> Self {
+        InHandler {
+            inner,
+            channel: Arc::as_ptr(channel) as usize,
+        }
+    }
+}
+
+impl<F: Future> Future for InHandler<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let _ = HANDLING.try_with(|h| h.set(self.0));
+            }
+        }
+        let this = self.project();
+        let _restore = Restore(HANDLING.try_with(|h| h.replace(*this.channel)).unwrap_or(0));
+        this.inner.poll(cx)
+    }
+}
+
 /// How many records a handler task takes from the channel per lock.
 const BATCH: usize = 256;
 

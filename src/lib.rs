@@ -93,6 +93,10 @@
 //! memory as long as some emitters await; a program that only emits synchronously trades the
 //! bound for never blocking.
 //!
+//! A handler may emit and flush on the dispatchers it listens to. Inside a handler's task an
+//! awaited emit never waits (it behaves like [`Emit::now`]), and a flush skips the handler's
+//! own channel: waiting there would wait on the handler itself.
+//!
 //! # Flush and shutdown
 //!
 //! [`flush`] (or [`Dispatcher::flush`], [`Registry::flush`]) is a barrier: when it returns,
