@@ -229,6 +229,16 @@ impl Opened {
                 .drop_span(self.span, self.ctx.tags, reason, message);
         }
     }
+
+    /// Ends the span as cancelled after dropping `inner` (the spanned future or stream)
+    /// inside it, so that spans `inner` holds end (cancelled) before this one.
+    pub(crate) fn cancel_after_dropping<T>(mut self, mut inner: Pin<&mut Option<T>>) {
+        {
+            let _guard = Swap::new(&mut self.ctx);
+            inner.set(None);
+        }
+        self.end(DropReason::Cancelled, String::new());
+    }
 }
 
 /// A span entered by hand with [`Span::enter`].
@@ -327,15 +337,9 @@ pin_project_lite::pin_project! {
 
     impl<F, K> PinnedDrop for Instrumented<F, K> {
         fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
-            if let Some(mut open) = this.open.take() {
-                // Drop the inner future first, inside the span, so that its own spans end
-                // (cancelled) before this one.
-                {
-                    let _guard = Swap::new(&mut open.ctx);
-                    this.inner.set(None);
-                }
-                open.end(DropReason::Cancelled, String::new());
+            let this = this.project();
+            if let Some(open) = this.open.take() {
+                open.cancel_after_dropping(this.inner);
             }
         }
     }

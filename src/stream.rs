@@ -58,15 +58,9 @@ pin_project_lite::pin_project! {
 
     impl<S> PinnedDrop for InstrumentedStream<S> {
         fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
-            if let Some(mut open) = this.open.take() {
-                // Drop the inner stream first, inside the span, so that spans it holds end
-                // (cancelled) before this one.
-                {
-                    let _guard = Swap::new(&mut open.ctx);
-                    this.inner.set(None);
-                }
-                open.end(DropReason::Cancelled, String::new());
+            let this = this.project();
+            if let Some(open) = this.open.take() {
+                open.cancel_after_dropping(this.inner);
             }
         }
     }
