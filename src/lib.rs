@@ -112,6 +112,8 @@
 //! record. A handler that hangs delays only itself (and, in lossless mode, async emitters once
 //! its channel is full); shutdown aborts it at the deadline.
 
+#![warn(missing_docs)]
+
 pub mod context;
 pub mod dispatcher;
 pub mod docs;
