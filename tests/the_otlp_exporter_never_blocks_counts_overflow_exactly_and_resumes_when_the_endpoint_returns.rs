@@ -171,13 +171,13 @@ async fn the_exporter_never_blocks_counts_overflow_and_resumes() {
     assert!(s.retries >= 1, "{s:?}");
 
     // While the exporter keeps retrying, the application still runs at full speed.
+    let before = handle.stats();
     let (second, took) = burst(&d, 200);
     println!("200 more spans in {took:?} while retrying");
     assert!(
         took < Duration::from_secs(2),
         "the application was slowed: {took:?}"
     );
-    let before = handle.stats();
     d.flush().await;
     let s = wait_until(&handle, "the second burst counted", |s| {
         s.dropped + s.pending == 700
