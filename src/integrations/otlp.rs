@@ -785,10 +785,9 @@ async fn export_task(
             }
             continue;
         }
-        if batch.is_empty() && done == taken {
-            if closing.is_some() || (!data_open && !control_open) {
-                break;
-            }
+        if batch.is_empty() && done == taken && (closing.is_some() || (!data_open && !control_open))
+        {
+            break;
         }
         let mut wake: Option<Instant> = None;
         let mut at = |t: Instant| wake = Some(wake.map_or(t, |w: Instant| w.min(t)));
