@@ -220,3 +220,47 @@ async fn the_exporter_never_blocks_counts_overflow_and_resumes() {
     assert_eq!((s.pending, s.abandoned), (0, 0));
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_the_endpoint_down_returns_by_its_deadline_and_counts_what_was_abandoned() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let close_timeout = Duration::from_millis(400);
+    let exporter = OtlpExporter::builder()
+        .endpoint(format!("http://127.0.0.1:{port}/v1/traces"))
+        .queue_capacity(QUEUE)
+        .batch_size(BATCH)
+        .initial_backoff(Duration::from_millis(20))
+        .max_backoff(Duration::from_millis(100))
+        .flush_timeout(Duration::from_millis(100))
+        .close_timeout(close_timeout)
+        .build()
+        .unwrap();
+    let handle = exporter.handle();
+    let d = Dispatcher::new("down_at_shutdown").unwrap();
+    d.add_handler(exporter).unwrap();
+    let _ = burst(&d, 50);
+
+    let started = Instant::now();
+    let report = d.shutdown(Duration::from_secs(3)).await;
+    let took = started.elapsed();
+    let s = handle.stats();
+    println!("shutdown with the endpoint down took {took:?}: {s:?}");
+    assert!(report.is_clean(), "{report:?}");
+    assert!(
+        took >= close_timeout,
+        "the final export was retried until its deadline"
+    );
+    assert!(took < close_timeout + Duration::from_secs(1), "{took:?}");
+    assert_eq!(s.exported, 0);
+    assert_eq!(s.pending, 0);
+    assert_eq!(s.dropped + s.abandoned, 50, "{s:?}");
+    assert!(
+        s.abandoned >= 1 && s.abandoned <= (QUEUE + BATCH) as u64,
+        "{s:?}"
+    );
+}

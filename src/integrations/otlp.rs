@@ -34,6 +34,10 @@
 //! [`initial_backoff`]: OtlpExporterBuilder::initial_backoff
 //! [`max_backoff`]: OtlpExporterBuilder::max_backoff
 //!
+//! Add the exporter with lossless delivery (the default): it needs every enter and exit. A
+//! lossy exporter that misses a span's exit keeps that span open until it is closed, and then
+//! exports it as dropped by shutdown.
+//!
 //! # Flush and shutdown
 //!
 //! spanbus's [`flush`](crate::flush) reaches the exporter's [`Handler::flush`], which waits
