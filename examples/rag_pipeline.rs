@@ -335,9 +335,10 @@ fn attach_otlp_exporter(rag: &Dispatcher) -> Option<ExportStats> {
         .endpoint(&endpoint)
         .project_name(&project)
         .service_name("rag_pipeline")
-        // Within the 5 s shutdown deadline below, even when the endpoint is down.
-        .flush_timeout(Duration::from_secs(2))
-        .close_timeout(Duration::from_secs(3))
+        // Flush and close (shutdown runs both) within the 5 s shutdown deadline below, even
+        // when the endpoint is down.
+        .flush_timeout(Duration::from_secs(1))
+        .close_timeout(Duration::from_secs(2))
         .build();
     let handle = match exporter.map(|e| (e.handle(), rag.add_handler(e))) {
         Ok((handle, Ok(_))) => handle,
