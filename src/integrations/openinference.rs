@@ -4,8 +4,8 @@
 //! [`OpenInference`] is a pure accumulator: feed it the events of one span in order
 //! ([`observe`](OpenInference::observe), with the event's class name and its own fields as
 //! JSON), then read the span kind and the attributes. The OTLP exporter
-//! (`integrations::otlp`, feature `otlp`) does this for every span; it is public so it can be tested and reused
-//! without an exporter.
+//! (`integrations::otlp`, feature `otlp`) does this for every span; it is public so it can be
+//! tested and reused without an exporter.
 //!
 //! | events seen in the span | `openinference.span.kind` |
 //! |---|---|
