@@ -11,6 +11,10 @@
 // failed, one timed out) and a summary; it writes target/spanbus/trace.jsonl (every record,
 // one JSON object per line) and target/spanbus/trace.html (a waterfall of every trace, open it
 // in a browser); and it ends with `spanbus::shutdown(..).await`.
+//
+// With `--features otlp` and OTEL_EXPORTER_OTLP_ENDPOINT set, it also exports every span to
+// that OTLP endpoint (see the README's "See your traces in Phoenix"):
+//   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:6006 cargo run --release --example rag_pipeline --features otlp
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -315,15 +319,65 @@ impl Progress {
 }
 
 // ---- OpenTelemetry export: the attachment point ---------------------------------------------
-// When OTEL_EXPORTER_OTLP_ENDPOINT is set, the OTLP exporter handler is attached to the `rag`
-// dispatcher HERE, next to the other handlers. The exporter lands with the OpenTelemetry
-// issue; until then this is a no-op that says so.
-fn attach_otlp_exporter(_rag: &Dispatcher) {
+// When OTEL_EXPORTER_OTLP_ENDPOINT (a base URL such as http://127.0.0.1:6006, the Phoenix
+// default) or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (a full URL) is set and the example is built
+// with `--features otlp`, the OTLP exporter is attached to the `rag` dispatcher HERE, next to the
+// other handlers; the Phoenix project is $PHOENIX_PROJECT_NAME or `spanbus-rag`. Returns a
+// function that describes the exporter's counters, for the summary.
+type ExportStats = Box<dyn Fn() -> String>;
+
+#[cfg(feature = "otlp")]
+fn attach_otlp_exporter(rag: &Dispatcher) -> Option<ExportStats> {
+    use spanbus::integrations::otlp::{OtlpExporter, endpoint_from_env};
+    let endpoint = endpoint_from_env()?;
+    let project = std::env::var("PHOENIX_PROJECT_NAME").unwrap_or_else(|_| "spanbus-rag".into());
+    let exporter = OtlpExporter::builder()
+        .endpoint(&endpoint)
+        .project_name(&project)
+        .service_name("rag_pipeline")
+        // Flush and close (shutdown runs both) within the 5 s shutdown deadline below, even
+        // when the endpoint is down.
+        .flush_timeout(Duration::from_secs(1))
+        .close_timeout(Duration::from_secs(2))
+        .build();
+    let handle = match exporter.map(|e| (e.handle(), rag.add_handler(e))) {
+        Ok((handle, Ok(_))) => handle,
+        Ok((_, Err(e))) => {
+            eprintln!("OTLP exporter not attached: {e}");
+            return None;
+        }
+        Err(e) => {
+            eprintln!("OTLP exporter not built: {e}");
+            return None;
+        }
+    };
+    println!("exporting spans over OTLP to {endpoint} (Phoenix project {project:?})");
+    Some(Box::new(move || {
+        let s = handle.stats();
+        format!(
+            "{} spans exported to {}, {} dropped (queue full), {} abandoned at shutdown, {} failed requests{}",
+            s.exported,
+            handle.endpoint(),
+            s.dropped,
+            s.abandoned,
+            s.failed_batches,
+            handle
+                .last_error()
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        )
+    }))
+}
+
+#[cfg(not(feature = "otlp"))]
+fn attach_otlp_exporter(_rag: &Dispatcher) -> Option<ExportStats> {
     if let Ok(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         println!(
-            "OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}: the OTLP exporter is not built in yet; not exporting"
+            "OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}: built without the `otlp` feature; not exporting \
+             (cargo run --release --example rag_pipeline --features otlp)"
         );
     }
+    None
 }
 
 #[tokio::main]
@@ -356,7 +410,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let html = HtmlReport::create(&html_path)?;
     let html_status = html.status();
     app.add_handler(html)?;
-    attach_otlp_exporter(&app);
+    let otlp = attach_otlp_exporter(&app);
 
     println!(
         "serving {QUERIES} concurrent queries (deadline {DEADLINE:?} each, {LLM_SLOTS} LLM slots)"
@@ -524,6 +578,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.handlers.len(),
         report.spans_dropped,
     );
+    if let Some(stats) = otlp {
+        println!("OTLP: {}", stats());
+    }
     println!(
         "wrote {} ({} lines{}) and {} ({} pages{})",
         jsonl_path.display(),

@@ -251,3 +251,33 @@ impl std::error::Error for LineError {
         Some(&self.source)
     }
 }
+
+/// A `traceparent` header could not be read (W3C Trace Context); see
+/// [`propagation`](crate::propagation).
+pub use crate::propagation::{TraceParentError, TraceStateError};
+
+/// The OTLP exporter could not be built (feature `otlp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtlpError {
+    /// No tokio runtime is running on this thread, so the export task cannot be spawned.
+    NoRuntime,
+    /// A setting is invalid (for example a batch size of zero).
+    InvalidConfig(&'static str),
+    /// The OTLP client could not be built; the text is the client's error.
+    Build(String),
+}
+
+impl fmt::Display for OtlpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OtlpError::NoRuntime => f.write_str(
+                "no tokio runtime is running on this thread: build the OTLP exporter inside a runtime",
+            ),
+            OtlpError::InvalidConfig(why) => write!(f, "invalid OTLP exporter settings: {why}"),
+            OtlpError::Build(why) => write!(f, "the OTLP client could not be built: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for OtlpError {}

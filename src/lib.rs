@@ -64,6 +64,7 @@
 //! | spans on futures, closures, by hand | [`span`](mod@span) | `@dispatcher.span`, `span_enter/exit/drop` |
 //! | the `#[span]` attribute on fns, methods, impl blocks | [`span`](macro@span) | `@dispatcher.span`, `DispatcherSpanMixin` |
 //! | spans around streams | [`stream`] | — (llama-index closes a generator's span at creation) |
+//! | W3C `traceparent`/`tracestate` in and out | [`propagation`] | — |
 //! | crossing tasks, threads and processes | [`spawn`](mod@spawn) | `capture/restore_propagation_context`, context-copying `Thread` |
 //! | a dispatcher and its hierarchy | [`dispatcher`], [`registry`] | `Dispatcher`, `Manager`, `get_dispatcher` |
 //! | delivery from emitters to handler tasks | `channel` (internal) | — (llama-index calls handlers inline) |
@@ -124,6 +125,7 @@ pub mod handler;
 pub mod handlers;
 pub mod integrations;
 pub mod jsonl;
+pub mod propagation;
 pub mod record;
 pub mod registry;
 pub mod shutdown;
@@ -148,7 +150,8 @@ pub use context::{
 };
 pub use dispatcher::{DEFAULT_CAPACITY, Dispatcher, DispatcherBuilder, Emit, EmitFuture};
 pub use error::{
-    EmitError, HandlerError, IdError, JsonlError, LineError, NameError, OutputError, SerializeError,
+    EmitError, HandlerError, IdError, JsonlError, LineError, NameError, OtlpError, OutputError,
+    SerializeError, TraceParentError,
 };
 pub use event::{AnyEvent, Event};
 pub use handler::{

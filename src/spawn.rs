@@ -28,6 +28,7 @@
 //! | `std::thread::spawn(f)`         | [`spanbus::thread::spawn(f)`](thread::spawn)             |
 //! | any other executor or callback  | [`fut.in_current_span()`](crate::SpanFutureExt::in_current_span), or `Context::current()` then [`Context::in_scope`] |
 //! | another process                 | serialize `Context::current()` (serde, e.g. JSON), send it, deserialize it there and [`attach`](Context::attach) it |
+//! | another process, over HTTP       | W3C `traceparent`/`tracestate` headers: [`propagation::inject`](crate::propagation::inject) there, [`propagation::extract`](crate::propagation::extract) here |
 //!
 //! Each helper captures [`Context::current`] at the call, not when the task first runs, so
 //! the new task's spans are children of the span that spawned it, in the same trace, with the

@@ -3,6 +3,11 @@
 //! | feature | module | what it does |
 //! |---|---|---|
 //! | `tracing` | `tracing` | `tracing` spans and events into spanbus, and spanbus records into `tracing` |
+//! | `otlp` | `otlp` | spans exported over OTLP/HTTP with OpenInference attributes (Arize Phoenix) |
+//! | — | [`openinference`] | the OpenInference attributes of a span, from the LLM event catalog |
 
+pub mod openinference;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "tracing")]
 pub mod tracing;

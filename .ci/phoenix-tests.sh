@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Phoenix tests: install and start a throw-away Arize Phoenix on loopback, run the tests that
+# export spans to it over OTLP and read them back, and always stop it.
+# CI is set here, so those tests fail (never skip) when Phoenix is not reachable.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== phoenix tests"
+trap 'bash .ci/phoenix.sh stop' EXIT
+bash .ci/phoenix.sh install
+bash .ci/phoenix.sh start
+SPANBUS_PHOENIX_URL="$(bash .ci/phoenix.sh url)"
+export SPANBUS_PHOENIX_URL
+export CI="${CI:-1}"
+cargo test --all-features \
+    --test a_pipeline_trace_reads_back_from_phoenix_with_parents_statuses_attributes_and_kinds \
+    --test two_processes_calling_over_http_with_traceparent_form_one_trace_in_phoenix \
+    -- --include-ignored --nocapture
