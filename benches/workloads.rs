@@ -163,6 +163,12 @@ fn measure(
     workload: &str,
     imps: &[(&str, &dyn Fn(&Runtime) -> Sample)],
 ) {
+    // SPANBUS_BENCH_ONLY=spanbus runs one implementation (for profiling).
+    let only = std::env::var("SPANBUS_BENCH_ONLY").ok();
+    let imps: Vec<_> = imps
+        .iter()
+        .filter(|(name, _)| only.as_deref().is_none_or(|o| name.starts_with(o)))
+        .collect();
     let mut samples: Vec<Vec<Sample>> = imps.iter().map(|_| Vec::new()).collect();
     for _ in 0..reps {
         for (i, (_, run)) in imps.iter().enumerate() {
