@@ -47,15 +47,38 @@ use tracing_subscriber::registry::LookupSpan;
 
 type Check = Result<(), String>;
 
-/// One timed run: seconds per op (as ns) and the check.
+/// One timed run: wall-clock ns per op and the check (`cpu_ns_per_op` is filled in by
+/// [`measure`]).
 struct Sample {
     ns_per_op: f64,
+    cpu_ns_per_op: f64,
+    ops: u64,
     check: Check,
+}
+
+/// CPU time consumed by this process so far (all threads), in ns.
+///
+/// On a machine shared with other work, wall time per op inflates with the load; CPU time per
+/// op much less so, which makes it the steadier figure for comparing implementations.
+fn process_cpu_ns() -> u128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec`; CLOCK_PROCESS_CPUTIME_ID is supported on
+    // Linux, and on failure `ts` stays zeroed (the figure then reads 0).
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
 }
 
 fn sample(elapsed: Duration, ops: u64, check: Check) -> Sample {
     Sample {
         ns_per_op: elapsed.as_nanos() as f64 / ops as f64,
+        cpu_ns_per_op: 0.0,
+        ops,
         check,
     }
 }
@@ -118,7 +141,8 @@ impl Config {
 /// Medians by (workload, implementation), in print order.
 #[derive(Default)]
 struct Results {
-    rows: Vec<(String, String, f64, Check)>,
+    /// (workload, implementation, wall ns/op, CPU ns/op, check)
+    rows: Vec<(String, String, f64, f64, Check)>,
     failed: bool,
 }
 
@@ -126,7 +150,7 @@ impl Results {
     fn get(&self, workload: &str, imp: &str) -> Option<f64> {
         self.rows
             .iter()
-            .find(|(w, i, _, _)| w == workload && i == imp)
+            .find(|(w, i, ..)| w == workload && i == imp)
             .map(|r| r.2)
     }
 
@@ -139,7 +163,14 @@ impl Results {
         } else {
             format!("{}:{}/{}:{}", a.0, a.1, b.0, b.1)
         };
-        println!("ratio {workload} {label}={r:.2}");
+        let cpu = self
+            .rows
+            .iter()
+            .find(|(w, i, ..)| w == a.0 && i == a.1)
+            .zip(self.rows.iter().find(|(w, i, ..)| w == b.0 && i == b.1))
+            .map(|(x, y)| x.3 / y.3)
+            .unwrap_or(f64::NAN);
+        println!("ratio {workload} {label}={r:.2} cpu={cpu:.2}");
         Some(r)
     }
 }
@@ -172,7 +203,11 @@ fn measure(
     let mut samples: Vec<Vec<Sample>> = imps.iter().map(|_| Vec::new()).collect();
     for _ in 0..reps {
         for (i, (_, run)) in imps.iter().enumerate() {
-            samples[i].push(run(rt));
+            // CPU time covers the whole run (setup and teardown too, which are small).
+            let cpu = process_cpu_ns();
+            let mut s = run(rt);
+            s.cpu_ns_per_op = (process_cpu_ns() - cpu) as f64 / s.ops as f64;
+            samples[i].push(s);
         }
     }
     for ((name, _), runs) in imps.iter().zip(samples) {
@@ -181,6 +216,7 @@ fn measure(
             .find_map(|s| s.check.clone().err())
             .map_or(Ok(()), Err);
         let med = median(runs.iter().map(|s| s.ns_per_op).collect());
+        let cpu = median(runs.iter().map(|s| s.cpu_ns_per_op).collect());
         let shown = match &check {
             Ok(()) => "ok".to_owned(),
             Err(e) => {
@@ -188,10 +224,10 @@ fn measure(
                 format!("FAIL({e})")
             }
         };
-        println!("{workload} {name} ns_per_op={med:.1} check={shown}");
+        println!("{workload} {name} ns_per_op={med:.1} cpu_ns_per_op={cpu:.1} check={shown}");
         results
             .rows
-            .push((workload.to_owned(), (*name).to_owned(), med, check));
+            .push((workload.to_owned(), (*name).to_owned(), med, cpu, check));
     }
 }
 
