@@ -1289,7 +1289,14 @@ fn main() {
     // Optional filter: workload name prefixes (`W1`, `W4`, `M1`, ...).
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let want = |w: &str| filters.is_empty() || filters.iter().any(|f| w.starts_with(f.as_str()));
-    let cfg = Config::new(quick);
+    let mut cfg = Config::new(quick);
+    // SPANBUS_BENCH_REPS=1 for a single run (under callgrind, say).
+    if let Some(reps) = std::env::var("SPANBUS_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.reps = reps;
+    }
     let rt = runtime();
     println!(
         "# spanbus workloads: quick={} reps={} (median) runtime=multi_thread(2 workers) \

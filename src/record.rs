@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,9 @@ static NO_TAGS: Tags = BTreeMap::new();
 #[derive(Debug)]
 pub struct Record {
     pub(crate) id: Uuid,
-    pub(crate) timestamp: DateTime<Utc>,
+    /// Read from the clock at emit; turned into a calendar date only when asked for (the
+    /// conversion costs more than the clock read, and most handlers never look).
+    pub(crate) timestamp: SystemTime,
     pub(crate) span: Option<SpanContext>,
     pub(crate) tags: Option<Arc<Tags>>,
     pub(crate) dispatcher: Arc<str>,
@@ -119,7 +122,7 @@ impl Record {
     ) -> Self {
         Record {
             id: crate::id::random_uuid(),
-            timestamp: Utc::now(),
+            timestamp: SystemTime::now(),
             span,
             tags,
             dispatcher,
@@ -134,7 +137,7 @@ impl Record {
 
     /// When the record was emitted.
     pub fn timestamp(&self) -> DateTime<Utc> {
-        self.timestamp
+        DateTime::<Utc>::from(self.timestamp)
     }
 
     /// The span the record belongs to: for events, the span current at emit (or the one given
@@ -244,7 +247,7 @@ impl Record {
         map.insert(
             "timestamp".into(),
             Value::String(
-                self.timestamp
+                self.timestamp()
                     .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             ),
         );
