@@ -50,7 +50,7 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::{Future, IntoFuture};
 use std::num::NonZeroUsize;
 use std::pin::Pin;
@@ -98,7 +98,7 @@ const SHUT: u64 = 2;
 pub struct Dispatcher(Arc<Inner>);
 
 struct Inner {
-    name: Arc<str>,
+    name: &'static str,
     parent: RwLock<Option<Dispatcher>>,
     propagate: AtomicBool,
     capacity: usize,
@@ -131,7 +131,7 @@ impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("name", &self.name())
-            .field("parent", &self.parent().map(|p| p.0.name.clone()))
+            .field("parent", &self.parent().map(|p| p.0.name))
             .field("propagate", &self.propagate())
             .finish_non_exhaustive()
     }
@@ -229,7 +229,7 @@ impl Dispatcher {
     ) -> Dispatcher {
         topology_changed();
         Dispatcher(Arc::new(Inner {
-            name: Arc::from(name),
+            name: intern(name),
             parent: RwLock::new(parent),
             propagate: AtomicBool::new(propagate),
             capacity,
@@ -245,7 +245,7 @@ impl Dispatcher {
 
     /// The dispatcher's dotted name.
     pub fn name(&self) -> &str {
-        &self.0.name
+        self.0.name
     }
 
     /// The dispatcher records propagate to, if any.
@@ -370,7 +370,7 @@ impl Dispatcher {
         tags: Option<Arc<Tags>>,
         kind: RecordKind,
     ) -> Record {
-        Record::new(span, tags, Arc::clone(&self.0.name), kind)
+        Record::new(span, tags, self.0.name, kind)
     }
 
     // ---- spans (used by `span.rs`) ------------------------------------------------------
@@ -700,6 +700,25 @@ impl Dispatcher {
             spans_dropped: self.0.spans_dropped_at_shutdown.load(Ordering::Acquire),
         }
     }
+}
+
+/// The process-wide copy of a dispatcher name.
+///
+/// Every record carries its dispatcher's name. As an `Arc<str>` that meant one shared reference
+/// count bumped by the emitting thread and dropped by each handler's thread for every record —
+/// a cache line bouncing between cores. Names are few and long-lived, so each distinct name is
+/// stored once for the life of the process and records carry a plain `&'static str`. (A program
+/// that invents unboundedly many dispatcher names keeps each of them; dispatchers are meant to
+/// be named after components, like loggers.)
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = lock(&NAMES);
+    if let Some(&known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 /// Parent chains longer than this are treated as cut (a guard against a cycle).

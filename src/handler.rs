@@ -475,7 +475,7 @@ impl<H: SpanHandler> Handler for Spans<H> {
             let record = Record::new(
                 None,
                 None,
-                Arc::from(""),
+                "",
                 RecordKind::SpanDrop(drop.clone()),
             );
             self.handler.prepare_to_drop_span(span, &drop, &record);

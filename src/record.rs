@@ -39,7 +39,8 @@ pub struct Record {
     pub(crate) timestamp: SystemTime,
     pub(crate) span: Option<SpanContext>,
     pub(crate) tags: Option<Arc<Tags>>,
-    pub(crate) dispatcher: Arc<str>,
+    /// Interned (see `dispatcher::intern`): no shared reference count to bump per record.
+    pub(crate) dispatcher: &'static str,
     pub(crate) kind: RecordKind,
 }
 
@@ -117,7 +118,7 @@ impl Record {
     pub(crate) fn new(
         span: Option<SpanContext>,
         tags: Option<Arc<Tags>>,
-        dispatcher: Arc<str>,
+        dispatcher: &'static str,
         kind: RecordKind,
     ) -> Self {
         Record {
@@ -158,7 +159,7 @@ impl Record {
 
     /// The name of the dispatcher that emitted the record.
     pub fn dispatcher(&self) -> &str {
-        &self.dispatcher
+        self.dispatcher
     }
 
     /// The payload.
