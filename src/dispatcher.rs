@@ -50,7 +50,7 @@
 //! # }
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::{Future, IntoFuture};
 use std::num::NonZeroUsize;
 use std::pin::Pin;
@@ -896,7 +896,7 @@ impl Future for EmitFuture {
 const SHARDS: usize = 16;
 
 /// One shard of open spans: id → (context, tags).
-type OpenShard = HashMap<crate::id::SpanId, (SpanContext, Option<Arc<Tags>>)>;
+type OpenShard = crate::id::SpanIdMap<(SpanContext, Option<Arc<Tags>>)>;
 
 /// Spans entered on a dispatcher and not yet ended, so shutdown can drop them.
 #[derive(Default)]
