@@ -154,7 +154,15 @@ impl Results {
             .map(|r| r.2)
     }
 
-    fn ratio(&self, workload: &str, a: (&str, &str), b: (&str, &str)) -> Option<f64> {
+    fn get_cpu(&self, workload: &str, imp: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|(w, i, ..)| w == workload && i == imp)
+            .map(|r| r.3)
+    }
+
+    /// Prints and returns (wall ratio, CPU ratio).
+    fn ratio(&self, workload: &str, a: (&str, &str), b: (&str, &str)) -> Option<(f64, f64)> {
         let x = self.get(a.0, a.1)?;
         let y = self.get(b.0, b.1)?;
         let r = x / y;
@@ -171,7 +179,7 @@ impl Results {
             .map(|(x, y)| x.3 / y.3)
             .unwrap_or(f64::NAN);
         println!("ratio {workload} {label}={r:.2} cpu={cpu:.2}");
-        Some(r)
+        Some((r, cpu))
     }
 }
 
@@ -1267,6 +1275,17 @@ fn runtime() -> Runtime {
         .expect("runtime")
 }
 
+/// A SPEC target `value <= limit`, judged on wall time (as SPEC §3 states it) and, for
+/// reference on this shared machine, on CPU time.
+fn target_wall_cpu(label: &str, (wall, cpu): (f64, f64), limit: f64) {
+    let verdict = |v: f64| if v <= limit { "met" } else { "MISSED" };
+    println!(
+        "target {label}: {} ({wall:.2}; cpu {cpu:.2} {})",
+        verdict(wall),
+        verdict(cpu)
+    );
+}
+
 fn target(label: &str, value: f64, met: bool) {
     let verdict = if met { "met" } else { "MISSED" };
     println!("target {label}: {verdict} ({value:.2})");
@@ -1404,7 +1423,7 @@ fn main() {
 
     // Ratios and targets (SPEC §3), from the medians above.
     let sb = "spanbus";
-    if let Some(w1) = r.get("W1_events", sb) {
+    if let (Some(w1), Some(w1c)) = (r.get("W1_events", sb), r.get_cpu("W1_events", sb)) {
         let vs_chan = r.ratio(
             "W1_events",
             ("W1_events", sb),
@@ -1421,12 +1440,12 @@ fn main() {
             ("W1_events", sb),
             ("W1_events", "tokio_broadcast"),
         );
-        target("W1_events spanbus<=50ns", w1, w1 <= 50.0);
+        target_wall_cpu("W1_events spanbus<=50ns", (w1, w1c), 50.0);
         if let Some(x) = vs_chan {
-            target("W1_events spanbus/tracing_channel<=0.5", x, x <= 0.5);
+            target_wall_cpu("W1_events spanbus/tracing_channel<=0.5", x, 0.5);
         }
     }
-    if let Some(w2) = r.get("W2_fanout4", sb) {
+    if let (Some(w2), Some(w2c)) = (r.get("W2_fanout4", sb), r.get_cpu("W2_fanout4", sb)) {
         r.ratio(
             "W2_fanout4",
             ("W2_fanout4", sb),
@@ -1443,7 +1462,7 @@ fn main() {
             ("W2_fanout4", "tokio_broadcast"),
         );
         r.ratio("W2_fanout4", ("W2_fanout4", sb), ("W1_events", sb));
-        target("W2_fanout4 spanbus<=80ns", w2, w2 <= 80.0);
+        target_wall_cpu("W2_fanout4 spanbus<=80ns", (w2, w2c), 80.0);
     }
     if r.get("W3_hierarchy", sb).is_some() {
         r.ratio(
@@ -1452,7 +1471,7 @@ fn main() {
             ("W3_hierarchy", "tracing_channel"),
         );
         if let Some(x) = r.ratio("W3_hierarchy", ("W3_hierarchy", sb), ("W1_events", sb)) {
-            target("W3_hierarchy spanbus/W1_events spanbus<=1.2", x, x <= 1.2);
+            target_wall_cpu("W3_hierarchy spanbus/W1_events spanbus<=1.2", x, 1.2);
         }
     }
     if r.get("W4_spans", sb).is_some() {
@@ -1463,10 +1482,10 @@ fn main() {
             ("W4_spans", "tracing_channel"),
         );
         if let Some(x) = r.ratio("W4_spans", ("W4_spans", sb), ("W4_spans", "uninstrumented")) {
-            target("W4_spans spanbus/uninstrumented<=1.4", x, x <= 1.4);
+            target_wall_cpu("W4_spans spanbus/uninstrumented<=1.4", x, 1.4);
         }
     }
-    if let Some(w5) = r.get("W5_concurrent", sb) {
+    if let (Some(w5), Some(w5c)) = (r.get("W5_concurrent", sb), r.get_cpu("W5_concurrent", sb)) {
         r.ratio(
             "W5_concurrent",
             ("W5_concurrent", sb),
@@ -1477,10 +1496,13 @@ fn main() {
             ("W5_concurrent", sb),
             ("W5_concurrent", "tracing_inline"),
         );
-        target("W5_concurrent spanbus<=100ns", w5, w5 <= 100.0);
+        target_wall_cpu("W5_concurrent spanbus<=100ns", (w5, w5c), 100.0);
     }
-    if let Some(w0) = r.get("W0_idle", "spanbus-event") {
-        target("W0_idle spanbus-event<=3ns", w0, w0 <= 3.0);
+    if let (Some(w0), Some(w0c)) = (
+        r.get("W0_idle", "spanbus-event"),
+        r.get_cpu("W0_idle", "spanbus-event"),
+    ) {
+        target_wall_cpu("W0_idle spanbus-event<=3ns", (w0, w0c), 3.0);
     }
     if want("M1") {
         m1(&mut r);
