@@ -23,9 +23,9 @@
 //!   pushes fail.
 //!
 //! - **Wake coalescing.** A reader that has just handled a batch parks *lazily*
-//!   ([`Channel::poll_recv`] with `lazy`): a push wakes it only once it is [`WAKE_BATCH`]
-//!   records behind (or a quarter of its capacity, if smaller); otherwise the push arms the
-//!   linger thread, which wakes it [`LINGER`] later. A reader that found nothing parks eagerly
+//!   ([`Channel::poll_recv_lazy`]): a push wakes it only once it is [`WAKE_BATCH`] records
+//!   behind (or a quarter of its capacity, if smaller); otherwise the push hands a clone of its
+//!   waker to the linger thread, which wakes it [`LINGER`] later. A reader that found nothing parks eagerly
 //!   and the next push wakes it at once. So a steady stream costs one cross-thread wake per
 //!   batch rather than one per record (a wake that unparks a worker is a futex call and two
 //!   context switches), at the price of at most [`LINGER`] of extra latency while records
@@ -34,7 +34,7 @@
 //! The lock is held only for queue bookkeeping, never across an `.await` or a handler call.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -77,6 +77,8 @@ struct Reader {
     /// The waker may wait until the reader is `wake_at` records behind, or the linger.
     lazy: bool,
     wake_at: u64,
+    /// A clone of the current waker was handed to the linger thread.
+    lingering: bool,
     /// Barriers with an id above this one are still to be acknowledged by this reader.
     acked_barrier: u64,
 }
@@ -98,8 +100,6 @@ struct State {
     barriers: VecDeque<Barrier>,
     next_barrier: u64,
     closed: bool,
-    /// This channel is in the linger thread's list.
-    lingering: bool,
 }
 
 pub(crate) struct Channel {
@@ -148,24 +148,30 @@ impl State {
             .unwrap_or(0)
     }
 
-    /// Appends; returns whether a lazy reader was left parked (the linger must wake it).
-    fn append(&mut self, record: Arc<Record>, capacity: usize, wake: &mut Vec<Waker>) -> bool {
+    /// Appends. Wakers to wake now go to `wake`; a lazily parked reader left asleep gets a
+    /// clone of its waker put in `linger` (once per parking).
+    fn append(
+        &mut self,
+        record: Arc<Record>,
+        capacity: usize,
+        wake: &mut Vec<Waker>,
+        linger: &mut Vec<Waker>,
+    ) {
         self.queue.push_back(record);
         if self.queue.len() > capacity {
             self.trim();
         }
         let tail = self.tail();
-        let mut deferred = false;
         for r in self.readers.iter_mut().flatten() {
-            if r.waker.is_some() {
+            if let Some(waker) = &r.waker {
                 if !r.lazy || tail - r.cursor >= r.wake_at {
                     wake.extend(r.waker.take());
-                } else {
-                    deferred = true;
+                } else if !r.lingering {
+                    r.lingering = true;
+                    linger.push(waker.clone());
                 }
             }
         }
-        deferred && !std::mem::replace(&mut self.lingering, true)
     }
 
     fn take_all_wakers(&mut self) -> Vec<Waker> {
@@ -205,9 +211,9 @@ pub(crate) const WAKE_BATCH: u64 = 64;
 /// How long the linger thread waits before waking lazily parked readers.
 pub(crate) const LINGER: Duration = Duration::from_micros(200);
 
-/// Channels with a lazily parked reader that a push did not wake.
+/// Wakers of lazily parked readers that a push did not wake.
 struct Linger {
-    pending: Mutex<Vec<Weak<Channel>>>,
+    pending: Mutex<Vec<Waker>>,
     ready: Condvar,
 }
 
@@ -245,35 +251,27 @@ fn linger_thread() -> bool {
                                 .unwrap_or_else(|e| e.into_inner()),
                         )
                     };
-                    for channel in batch.iter().filter_map(Weak::upgrade) {
-                        let wakers = {
-                            let mut st = channel.lock();
-                            st.lingering = false;
-                            st.take_all_wakers()
-                        };
-                        wake_all(wakers);
-                    }
+                    // A waker whose reader was woken meanwhile only causes one spurious poll.
+                    wake_all(batch);
                 }
             })
             .is_ok()
     })
 }
 
-/// Hands `channel` to the linger thread; wakes its readers now if there is no such thread.
-fn linger(channel: &Arc<Channel>) {
+/// Hands `wakers` to the linger thread, or wakes them now if there is no such thread.
+fn linger(wakers: Vec<Waker>) {
+    if wakers.is_empty() {
+        return;
+    }
     if linger_thread() {
         LINGER_LIST
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::downgrade(channel));
+            .extend(wakers);
         LINGER_LIST.ready.notify_one();
     } else {
-        let wakers = {
-            let mut st = channel.lock();
-            st.lingering = false;
-            st.take_all_wakers()
-        };
         wake_all(wakers);
     }
 }
@@ -290,7 +288,6 @@ impl Channel {
                 barriers: VecDeque::new(),
                 next_barrier: 1,
                 closed: false,
-                lingering: false,
             }),
             capacity,
         }
@@ -318,6 +315,7 @@ impl Channel {
             waker: None,
             lazy: false,
             wake_at: (cap as u64 / 4).clamp(1, WAKE_BATCH),
+            lingering: false,
             acked_barrier: st.next_barrier - 1,
         };
         if mode == Mode::Lossless {
@@ -354,27 +352,25 @@ impl Channel {
     }
 
     /// Appends without waiting; fails only when the channel is closed.
-    pub(crate) fn push_now(self: &Arc<Self>, record: Arc<Record>) -> Result<(), Arc<Record>> {
-        let mut wake = Vec::new();
-        let deferred = {
+    pub(crate) fn push_now(&self, record: Arc<Record>) -> Result<(), Arc<Record>> {
+        let (mut wake, mut later) = (Vec::new(), Vec::new());
+        {
             let mut st = self.lock();
             if st.closed {
                 return Err(record);
             }
-            st.append(record, self.capacity, &mut wake)
-        };
-        wake_all(wake);
-        if deferred {
-            linger(self);
+            st.append(record, self.capacity, &mut wake, &mut later);
         }
+        wake_all(wake);
+        linger(later);
         Ok(())
     }
 
     /// Appends when every lossless reader has room. When one is a full capacity behind, returns
     /// [`Push::Full`] and, given a waker, registers it to be woken when room frees up.
-    pub(crate) fn push(self: &Arc<Self>, record: &Arc<Record>, waker: Option<&Waker>) -> Push {
-        let mut wake = Vec::new();
-        let deferred = {
+    pub(crate) fn push(&self, record: &Arc<Record>, waker: Option<&Waker>) -> Push {
+        let (mut wake, mut later) = (Vec::new(), Vec::new());
+        {
             let mut st = self.lock();
             if st.closed {
                 return Push::Closed;
@@ -391,19 +387,38 @@ impl Channel {
                 wake_all(readers);
                 return Push::Full;
             }
-            st.append(Arc::clone(record), self.capacity, &mut wake)
-        };
-        wake_all(wake);
-        if deferred {
-            linger(self);
+            st.append(Arc::clone(record), self.capacity, &mut wake, &mut later);
         }
+        wake_all(wake);
+        linger(later);
         Push::Done
     }
 
     /// Moves up to `max` records into `batch`, or reports a barrier, a close, or nothing yet.
-    /// With `lazy`, a `Pending` reader is woken only once it is behind by its wake batch, or
-    /// by the linger thread (see the module docs).
+    /// When `Pending`, the next push wakes the caller.
     pub(crate) fn poll_recv(
+        &self,
+        id: ReaderId,
+        batch: &mut Vec<Arc<Record>>,
+        max: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Recv> {
+        self.poll_recv_mode(id, batch, max, false, cx)
+    }
+
+    /// [`poll_recv`](Self::poll_recv), but when `Pending` the caller is woken only once it is
+    /// its wake batch behind, or by the linger thread (see the module docs).
+    pub(crate) fn poll_recv_lazy(
+        &self,
+        id: ReaderId,
+        batch: &mut Vec<Arc<Record>>,
+        max: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Recv> {
+        self.poll_recv_mode(id, batch, max, true, cx)
+    }
+
+    fn poll_recv_mode(
         &self,
         id: ReaderId,
         batch: &mut Vec<Arc<Record>>,
@@ -462,6 +477,7 @@ impl Channel {
         }
         reader.waker = Some(cx.waker().clone());
         reader.lazy = lazy;
+        reader.lingering = false;
         Poll::Pending
     }
 

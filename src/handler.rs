@@ -371,7 +371,11 @@ pub(crate) async fn run<H: Handler>(
     let mut lazy = false;
     loop {
         let next = futures::future::poll_fn(|cx| {
-            guard.channel.poll_recv(reader, &mut batch, BATCH, lazy, cx)
+            if lazy {
+                guard.channel.poll_recv_lazy(reader, &mut batch, BATCH, cx)
+            } else {
+                guard.channel.poll_recv(reader, &mut batch, BATCH, cx)
+            }
         })
         .await;
         lazy = matches!(next, Recv::Records { .. });
