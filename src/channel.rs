@@ -265,18 +265,12 @@ fn linger(wakers: Vec<Waker>) {
         return;
     }
     if linger_thread() {
-        let mut pending = LINGER_LIST
+        LINGER_LIST
             .pending
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let was_empty = pending.is_empty();
-        pending.extend(wakers);
-        drop(pending);
-        // The thread waits only while the list is empty; otherwise it is already going to
-        // take this batch, and notifying would be a wasted futex call.
-        if was_empty {
-            LINGER_LIST.ready.notify_one();
-        }
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(wakers);
+        LINGER_LIST.ready.notify_one();
     } else {
         wake_all(wakers);
     }
