@@ -23,9 +23,9 @@
 //!   pushes fail.
 //!
 //! - **Wake coalescing.** A reader that has just handled a batch parks *lazily*
-//!   ([`Channel::poll_recv_lazy`]): a push wakes it only once it is [`WAKE_BATCH`] records
-//!   behind (or a quarter of its capacity, if smaller); otherwise the push hands a clone of its
-//!   waker to the linger thread, which wakes it [`LINGER`] later. A reader that found nothing parks eagerly
+//!   ([`Channel::poll_recv`] with `lazy`): a push wakes it only once it is [`WAKE_BATCH`]
+//!   records behind (or a quarter of its capacity, if smaller); otherwise the push arms the
+//!   linger thread, which wakes it [`LINGER`] later. A reader that found nothing parks eagerly
 //!   and the next push wakes it at once. So a steady stream costs one cross-thread wake per
 //!   batch rather than one per record (a wake that unparks a worker is a futex call and two
 //!   context switches), at the price of at most [`LINGER`] of extra latency while records
@@ -34,7 +34,7 @@
 //! The lock is held only for queue bookkeeping, never across an `.await` or a handler call.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -77,8 +77,6 @@ struct Reader {
     /// The waker may wait until the reader is `wake_at` records behind, or the linger.
     lazy: bool,
     wake_at: u64,
-    /// A clone of the current waker was handed to the linger thread.
-    lingering: bool,
     /// Barriers with an id above this one are still to be acknowledged by this reader.
     acked_barrier: u64,
 }
@@ -100,6 +98,8 @@ struct State {
     barriers: VecDeque<Barrier>,
     next_barrier: u64,
     closed: bool,
+    /// This channel is in the linger thread's list.
+    lingering: bool,
 }
 
 pub(crate) struct Channel {
@@ -148,30 +148,24 @@ impl State {
             .unwrap_or(0)
     }
 
-    /// Appends. Wakers to wake now go to `wake`; a lazily parked reader left asleep gets a
-    /// clone of its waker put in `linger` (once per parking).
-    fn append(
-        &mut self,
-        record: Arc<Record>,
-        capacity: usize,
-        wake: &mut Vec<Waker>,
-        linger: &mut Vec<Waker>,
-    ) {
+    /// Appends; returns whether a lazy reader was left parked (the linger must wake it).
+    fn append(&mut self, record: Arc<Record>, capacity: usize, wake: &mut Vec<Waker>) -> bool {
         self.queue.push_back(record);
         if self.queue.len() > capacity {
             self.trim();
         }
         let tail = self.tail();
+        let mut deferred = false;
         for r in self.readers.iter_mut().flatten() {
-            if let Some(waker) = &r.waker {
+            if r.waker.is_some() {
                 if !r.lazy || tail - r.cursor >= r.wake_at {
                     wake.extend(r.waker.take());
-                } else if !r.lingering {
-                    r.lingering = true;
-                    linger.push(waker.clone());
+                } else {
+                    deferred = true;
                 }
             }
         }
+        deferred && !std::mem::replace(&mut self.lingering, true)
     }
 
     fn take_all_wakers(&mut self) -> Vec<Waker> {
@@ -211,9 +205,9 @@ pub(crate) const WAKE_BATCH: u64 = 64;
 /// How long the linger thread waits before waking lazily parked readers.
 pub(crate) const LINGER: Duration = Duration::from_micros(200);
 
-/// Wakers of lazily parked readers that a push did not wake.
+/// Channels with a lazily parked reader that a push did not wake.
 struct Linger {
-    pending: Mutex<Vec<Waker>>,
+    pending: Mutex<Vec<Weak<Channel>>>,
     ready: Condvar,
 }
 
@@ -251,27 +245,35 @@ fn linger_thread() -> bool {
                                 .unwrap_or_else(|e| e.into_inner()),
                         )
                     };
-                    // A waker whose reader was woken meanwhile only causes one spurious poll.
-                    wake_all(batch);
+                    for channel in batch.iter().filter_map(Weak::upgrade) {
+                        let wakers = {
+                            let mut st = channel.lock();
+                            st.lingering = false;
+                            st.take_all_wakers()
+                        };
+                        wake_all(wakers);
+                    }
                 }
             })
             .is_ok()
     })
 }
 
-/// Hands `wakers` to the linger thread, or wakes them now if there is no such thread.
-fn linger(wakers: Vec<Waker>) {
-    if wakers.is_empty() {
-        return;
-    }
+/// Hands `channel` to the linger thread; wakes its readers now if there is no such thread.
+fn linger(channel: &Arc<Channel>) {
     if linger_thread() {
         LINGER_LIST
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(wakers);
+            .push(Arc::downgrade(channel));
         LINGER_LIST.ready.notify_one();
     } else {
+        let wakers = {
+            let mut st = channel.lock();
+            st.lingering = false;
+            st.take_all_wakers()
+        };
         wake_all(wakers);
     }
 }
@@ -288,6 +290,7 @@ impl Channel {
                 barriers: VecDeque::new(),
                 next_barrier: 1,
                 closed: false,
+                lingering: false,
             }),
             capacity,
         }
@@ -315,7 +318,6 @@ impl Channel {
             waker: None,
             lazy: false,
             wake_at: (cap as u64 / 4).clamp(1, WAKE_BATCH),
-            lingering: false,
             acked_barrier: st.next_barrier - 1,
         };
         if mode == Mode::Lossless {
@@ -352,25 +354,27 @@ impl Channel {
     }
 
     /// Appends without waiting; fails only when the channel is closed.
-    pub(crate) fn push_now(&self, record: Arc<Record>) -> Result<(), Arc<Record>> {
-        let (mut wake, mut later) = (Vec::new(), Vec::new());
-        {
+    pub(crate) fn push_now(self: &Arc<Self>, record: Arc<Record>) -> Result<(), Arc<Record>> {
+        let mut wake = Vec::new();
+        let deferred = {
             let mut st = self.lock();
             if st.closed {
                 return Err(record);
             }
-            st.append(record, self.capacity, &mut wake, &mut later);
-        }
+            st.append(record, self.capacity, &mut wake)
+        };
         wake_all(wake);
-        linger(later);
+        if deferred {
+            linger(self);
+        }
         Ok(())
     }
 
     /// Appends when every lossless reader has room. When one is a full capacity behind, returns
     /// [`Push::Full`] and, given a waker, registers it to be woken when room frees up.
-    pub(crate) fn push(&self, record: &Arc<Record>, waker: Option<&Waker>) -> Push {
-        let (mut wake, mut later) = (Vec::new(), Vec::new());
-        {
+    pub(crate) fn push(self: &Arc<Self>, record: &Arc<Record>, waker: Option<&Waker>) -> Push {
+        let mut wake = Vec::new();
+        let deferred = {
             let mut st = self.lock();
             if st.closed {
                 return Push::Closed;
@@ -387,38 +391,19 @@ impl Channel {
                 wake_all(readers);
                 return Push::Full;
             }
-            st.append(Arc::clone(record), self.capacity, &mut wake, &mut later);
-        }
+            st.append(Arc::clone(record), self.capacity, &mut wake)
+        };
         wake_all(wake);
-        linger(later);
+        if deferred {
+            linger(self);
+        }
         Push::Done
     }
 
     /// Moves up to `max` records into `batch`, or reports a barrier, a close, or nothing yet.
-    /// When `Pending`, the next push wakes the caller.
+    /// With `lazy`, a `Pending` reader is woken only once it is behind by its wake batch, or
+    /// by the linger thread (see the module docs).
     pub(crate) fn poll_recv(
-        &self,
-        id: ReaderId,
-        batch: &mut Vec<Arc<Record>>,
-        max: usize,
-        cx: &mut Context<'_>,
-    ) -> Poll<Recv> {
-        self.poll_recv_mode(id, batch, max, false, cx)
-    }
-
-    /// [`poll_recv`](Self::poll_recv), but when `Pending` the caller is woken only once it is
-    /// its wake batch behind, or by the linger thread (see the module docs).
-    pub(crate) fn poll_recv_lazy(
-        &self,
-        id: ReaderId,
-        batch: &mut Vec<Arc<Record>>,
-        max: usize,
-        cx: &mut Context<'_>,
-    ) -> Poll<Recv> {
-        self.poll_recv_mode(id, batch, max, true, cx)
-    }
-
-    fn poll_recv_mode(
         &self,
         id: ReaderId,
         batch: &mut Vec<Arc<Record>>,
@@ -477,7 +462,6 @@ impl Channel {
         }
         reader.waker = Some(cx.waker().clone());
         reader.lazy = lazy;
-        reader.lingering = false;
         Poll::Pending
     }
 

@@ -371,11 +371,7 @@ pub(crate) async fn run<H: Handler>(
     let mut lazy = false;
     loop {
         let next = futures::future::poll_fn(|cx| {
-            if lazy {
-                guard.channel.poll_recv_lazy(reader, &mut batch, BATCH, cx)
-            } else {
-                guard.channel.poll_recv(reader, &mut batch, BATCH, cx)
-            }
+            guard.channel.poll_recv(reader, &mut batch, BATCH, lazy, cx)
         })
         .await;
         lazy = matches!(next, Recv::Records { .. });
