@@ -22,21 +22,11 @@
 //! - After [`Channel::close`], readers drain what is queued and then see [`Recv::Closed`];
 //!   pushes fail.
 //!
-//! - **Wake coalescing.** A reader that has just handled a batch parks *lazily*
-//!   ([`Channel::poll_recv`] with `lazy`): a push wakes it only once it is [`WAKE_BATCH`]
-//!   records behind (or a quarter of its capacity, if smaller); otherwise the push arms the
-//!   linger thread, which wakes it [`LINGER`] later. A reader that found nothing parks eagerly
-//!   and the next push wakes it at once. So a steady stream costs one cross-thread wake per
-//!   batch rather than one per record (a wake that unparks a worker is a futex call and two
-//!   context switches), at the price of at most [`LINGER`] of extra latency while records
-//!   keep coming. Barriers, close, and a full lossless queue wake every reader at once.
-//!
 //! The lock is held only for queue bookkeeping, never across an `.await` or a handler call.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -74,9 +64,6 @@ struct Reader {
     cursor: u64,
     mode: Mode,
     waker: Option<Waker>,
-    /// The waker may wait until the reader is `wake_at` records behind, or the linger.
-    lazy: bool,
-    wake_at: u64,
     /// Barriers with an id above this one are still to be acknowledged by this reader.
     acked_barrier: u64,
 }
@@ -98,8 +85,6 @@ struct State {
     barriers: VecDeque<Barrier>,
     next_barrier: u64,
     closed: bool,
-    /// This channel is in the linger thread's list.
-    lingering: bool,
 }
 
 pub(crate) struct Channel {
@@ -148,32 +133,17 @@ impl State {
             .unwrap_or(0)
     }
 
-    /// Appends; returns whether a lazy reader was left parked (the linger must wake it).
-    fn append(&mut self, record: Arc<Record>, capacity: usize, wake: &mut Vec<Waker>) -> bool {
+    fn append(&mut self, record: Arc<Record>, capacity: usize, wake: &mut Vec<Waker>) {
         self.queue.push_back(record);
         if self.queue.len() > capacity {
             self.trim();
         }
-        let tail = self.tail();
-        let mut deferred = false;
-        for r in self.readers.iter_mut().flatten() {
-            if r.waker.is_some() {
-                if !r.lazy || tail - r.cursor >= r.wake_at {
-                    wake.extend(r.waker.take());
-                } else {
-                    deferred = true;
-                }
-            }
-        }
-        deferred && !std::mem::replace(&mut self.lingering, true)
-    }
-
-    fn take_all_wakers(&mut self) -> Vec<Waker> {
-        self.readers
-            .iter_mut()
-            .flatten()
-            .filter_map(|r| r.waker.take())
-            .collect()
+        wake.extend(
+            self.readers
+                .iter_mut()
+                .flatten()
+                .filter_map(|r| r.waker.take()),
+        );
     }
 
     fn ack_barriers_up_to(&mut self, reader: &mut Reader, id: u64) {
@@ -199,85 +169,6 @@ fn wake_all(wakers: Vec<Waker>) {
     }
 }
 
-/// How far behind a lazily parked reader may fall before a push wakes it.
-pub(crate) const WAKE_BATCH: u64 = 64;
-
-/// How long the linger thread waits before waking lazily parked readers.
-pub(crate) const LINGER: Duration = Duration::from_micros(200);
-
-/// Channels with a lazily parked reader that a push did not wake.
-struct Linger {
-    pending: Mutex<Vec<Weak<Channel>>>,
-    ready: Condvar,
-}
-
-static LINGER_LIST: Linger = Linger {
-    pending: Mutex::new(Vec::new()),
-    ready: Condvar::new(),
-};
-
-/// Starts the linger thread once; `false` if it could not be started (then pushes wake
-/// every reader eagerly).
-fn linger_thread() -> bool {
-    static STARTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *STARTED.get_or_init(|| {
-        std::thread::Builder::new()
-            .name("spanbus-linger".into())
-            .spawn(|| {
-                loop {
-                    let batch = {
-                        let mut pending = LINGER_LIST
-                            .pending
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner());
-                        while pending.is_empty() {
-                            pending = LINGER_LIST
-                                .ready
-                                .wait(pending)
-                                .unwrap_or_else(|e| e.into_inner());
-                        }
-                        drop(pending);
-                        std::thread::sleep(LINGER);
-                        std::mem::take(
-                            &mut *LINGER_LIST
-                                .pending
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner()),
-                        )
-                    };
-                    for channel in batch.iter().filter_map(Weak::upgrade) {
-                        let wakers = {
-                            let mut st = channel.lock();
-                            st.lingering = false;
-                            st.take_all_wakers()
-                        };
-                        wake_all(wakers);
-                    }
-                }
-            })
-            .is_ok()
-    })
-}
-
-/// Hands `channel` to the linger thread; wakes its readers now if there is no such thread.
-fn linger(channel: &Arc<Channel>) {
-    if linger_thread() {
-        LINGER_LIST
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::downgrade(channel));
-        LINGER_LIST.ready.notify_one();
-    } else {
-        let wakers = {
-            let mut st = channel.lock();
-            st.lingering = false;
-            st.take_all_wakers()
-        };
-        wake_all(wakers);
-    }
-}
-
 impl Channel {
     pub(crate) fn new(capacity: usize) -> Self {
         Channel {
@@ -290,7 +181,6 @@ impl Channel {
                 barriers: VecDeque::new(),
                 next_barrier: 1,
                 closed: false,
-                lingering: false,
             }),
             capacity,
         }
@@ -308,16 +198,10 @@ impl Channel {
         if st.closed {
             return None;
         }
-        let cap = match mode {
-            Mode::Lossless => self.capacity,
-            Mode::Lossy { capacity } => capacity,
-        };
         let reader = Reader {
             cursor: st.tail(),
             mode,
             waker: None,
-            lazy: false,
-            wake_at: (cap as u64 / 4).clamp(1, WAKE_BATCH),
             acked_barrier: st.next_barrier - 1,
         };
         if mode == Mode::Lossless {
@@ -354,27 +238,24 @@ impl Channel {
     }
 
     /// Appends without waiting; fails only when the channel is closed.
-    pub(crate) fn push_now(self: &Arc<Self>, record: Arc<Record>) -> Result<(), Arc<Record>> {
+    pub(crate) fn push_now(&self, record: Arc<Record>) -> Result<(), Arc<Record>> {
         let mut wake = Vec::new();
-        let deferred = {
+        {
             let mut st = self.lock();
             if st.closed {
                 return Err(record);
             }
-            st.append(record, self.capacity, &mut wake)
-        };
-        wake_all(wake);
-        if deferred {
-            linger(self);
+            st.append(record, self.capacity, &mut wake);
         }
+        wake_all(wake);
         Ok(())
     }
 
     /// Appends when every lossless reader has room. When one is a full capacity behind, returns
     /// [`Push::Full`] and, given a waker, registers it to be woken when room frees up.
-    pub(crate) fn push(self: &Arc<Self>, record: &Arc<Record>, waker: Option<&Waker>) -> Push {
+    pub(crate) fn push(&self, record: &Arc<Record>, waker: Option<&Waker>) -> Push {
         let mut wake = Vec::new();
-        let deferred = {
+        {
             let mut st = self.lock();
             if st.closed {
                 return Push::Closed;
@@ -385,30 +266,20 @@ impl Channel {
                 {
                     st.push_waiters.push(waker.clone());
                 }
-                // Whoever holds the queue up must run now, lazy or not.
-                let readers = st.take_all_wakers();
-                drop(st);
-                wake_all(readers);
                 return Push::Full;
             }
-            st.append(Arc::clone(record), self.capacity, &mut wake)
-        };
-        wake_all(wake);
-        if deferred {
-            linger(self);
+            st.append(Arc::clone(record), self.capacity, &mut wake);
         }
+        wake_all(wake);
         Push::Done
     }
 
     /// Moves up to `max` records into `batch`, or reports a barrier, a close, or nothing yet.
-    /// With `lazy`, a `Pending` reader is woken only once it is behind by its wake batch, or
-    /// by the linger thread (see the module docs).
     pub(crate) fn poll_recv(
         &self,
         id: ReaderId,
         batch: &mut Vec<Arc<Record>>,
         max: usize,
-        lazy: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Recv> {
         let mut st = self.lock();
@@ -461,7 +332,6 @@ impl Channel {
             return Poll::Ready(Recv::Closed);
         }
         reader.waker = Some(cx.waker().clone());
-        reader.lazy = lazy;
         Poll::Pending
     }
 

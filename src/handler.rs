@@ -366,15 +366,10 @@ pub(crate) async fn run<H: Handler>(
 ) {
     let guard = ReaderGuard { channel, reader };
     let mut batch = Vec::with_capacity(BATCH);
-    // Right after a batch, park lazily: more records are likely, and being woken per record
-    // costs more than handling it (see the channel's wake coalescing).
-    let mut lazy = false;
     loop {
-        let next = futures::future::poll_fn(|cx| {
-            guard.channel.poll_recv(reader, &mut batch, BATCH, lazy, cx)
-        })
-        .await;
-        lazy = matches!(next, Recv::Records { .. });
+        let next =
+            futures::future::poll_fn(|cx| guard.channel.poll_recv(reader, &mut batch, BATCH, cx))
+                .await;
         match next {
             Recv::Records { dropped } => {
                 if dropped > 0 {
@@ -476,7 +471,12 @@ impl<H: SpanHandler> Handler for Spans<H> {
                 reason: DropReason::Shutdown,
                 message: "handler closed with the span still open".to_owned(),
             };
-            let record = Record::new(None, None, "", RecordKind::SpanDrop(drop.clone()));
+            let record = Record::new(
+                None,
+                None,
+                "",
+                RecordKind::SpanDrop(drop.clone()),
+            );
             self.handler.prepare_to_drop_span(span, &drop, &record);
         }
         self.handler.close().await;
