@@ -50,7 +50,7 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::future::{Future, IntoFuture};
 use std::num::NonZeroUsize;
 use std::pin::Pin;
@@ -102,7 +102,7 @@ const SHUT: u64 = 2;
 pub struct Dispatcher(Arc<Inner>);
 
 struct Inner {
-    name: Arc<str>,
+    name: &'static str,
     parent: RwLock<Option<Dispatcher>>,
     propagate: AtomicBool,
     capacity: usize,
@@ -136,7 +136,7 @@ impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("name", &self.name())
-            .field("parent", &self.parent().map(|p| p.0.name.clone()))
+            .field("parent", &self.parent().map(|p| p.0.name))
             .field("propagate", &self.propagate())
             .finish_non_exhaustive()
     }
@@ -234,7 +234,7 @@ impl Dispatcher {
     ) -> Dispatcher {
         topology_changed();
         Dispatcher(Arc::new(Inner {
-            name: Arc::from(name),
+            name: intern(name),
             parent: RwLock::new(parent),
             propagate: AtomicBool::new(propagate),
             capacity,
@@ -250,7 +250,7 @@ impl Dispatcher {
 
     /// The dispatcher's dotted name.
     pub fn name(&self) -> &str {
-        &self.0.name
+        self.0.name
     }
 
     /// The dispatcher records propagate to, if any.
@@ -390,7 +390,7 @@ impl Dispatcher {
         tags: Option<Arc<Tags>>,
         kind: RecordKind,
     ) -> Record {
-        Record::new(span, tags, Arc::clone(&self.0.name), kind)
+        Record::new(span, tags, self.0.name, kind)
     }
 
     // ---- spans (used by `span.rs`) ------------------------------------------------------
@@ -773,6 +773,25 @@ fn push_to(channels: &[Arc<Channel>], record: Record) {
     }
 }
 
+/// The process-wide copy of a dispatcher name.
+///
+/// Every record carries its dispatcher's name. As an `Arc<str>` that meant one shared reference
+/// count bumped by the emitting thread and dropped by each handler's thread for every record —
+/// a cache line bouncing between cores. Names are few and long-lived, so each distinct name is
+/// stored once for the life of the process and records carry a plain `&'static str`. (A program
+/// that invents unboundedly many dispatcher names keeps each of them; dispatchers are meant to
+/// be named after components, like loggers.)
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = lock(&NAMES);
+    if let Some(&known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
 /// Parent chains longer than this are treated as cut (a guard against a cycle).
 const MAX_DEPTH: usize = 1024;
 
@@ -860,8 +879,13 @@ impl<E: Event> Emit<'_, E> {
     /// [`EmitError::ShutDown`] after the dispatcher was shut down, or when a shutdown that
     /// began during the call closed a channel before the record got in. `Ok` means the record
     /// is queued for every handler it reaches.
+    #[inline]
     pub fn now(self) -> Result<(), EmitError> {
         let dispatcher = self.dispatcher;
+        // Nobody listens: the common case in production code paths, kept to two loads.
+        if dispatcher.route() == 0 {
+            return Ok(());
+        }
         if let Some(record) = self.into_record()?
             && !dispatcher.push_now(record)
             && dispatcher.is_shut_down()
@@ -876,8 +900,12 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
     type Output = Result<(), EmitError>;
     type IntoFuture = EmitFuture;
 
+    #[inline]
     fn into_future(self) -> EmitFuture {
         let dispatcher = self.dispatcher;
+        if dispatcher.route() == 0 {
+            return EmitFuture { state: None };
+        }
         let record = match self.into_record() {
             Ok(Some(record)) => Arc::new(record),
             Ok(None) => return EmitFuture { state: None },
@@ -988,7 +1016,7 @@ impl Future for EmitFuture {
 const SHARDS: usize = 16;
 
 /// One shard of open spans: id → (context, tags).
-type OpenShard = HashMap<crate::id::SpanId, (SpanContext, Option<Arc<Tags>>)>;
+type OpenShard = crate::id::SpanIdMap<(SpanContext, Option<Arc<Tags>>)>;
 
 /// Spans entered on a dispatcher and not yet ended, so shutdown can drop them.
 #[derive(Default)]

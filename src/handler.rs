@@ -22,7 +22,6 @@
 //! allocation — which matters at tens of nanoseconds per record.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt;
 
 use crate::channel::{Channel, Mode, ReaderId, Recv};
-use crate::id::SpanId;
+use crate::id::SpanIdMap;
 use crate::record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter};
 
 /// Code that reacts to every record it receives: events and span signals.
@@ -473,14 +472,14 @@ impl<H: EventHandler> Handler for Events<H> {
 /// Adapts a [`SpanHandler`] to [`Handler`], keeping its open spans.
 pub(crate) struct Spans<H: SpanHandler> {
     handler: H,
-    open: HashMap<SpanId, H::Span>,
+    open: SpanIdMap<H::Span>,
 }
 
 impl<H: SpanHandler> Spans<H> {
     pub(crate) fn new(handler: H) -> Self {
         Spans {
             handler,
-            open: HashMap::new(),
+            open: SpanIdMap::default(),
         }
     }
 }
@@ -521,12 +520,7 @@ impl<H: SpanHandler> Handler for Spans<H> {
                 reason: DropReason::Shutdown,
                 message: "handler closed with the span still open".to_owned(),
             };
-            let record = Record::new(
-                None,
-                None,
-                Arc::from(""),
-                RecordKind::SpanDrop(drop.clone()),
-            );
+            let record = Record::new(None, None, "", RecordKind::SpanDrop(drop.clone()));
             self.handler.prepare_to_drop_span(span, &drop, &record);
         }
         self.handler.close().await;

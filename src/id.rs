@@ -31,6 +31,50 @@ pub(crate) fn random_u64() -> u64 {
     })
 }
 
+/// A map keyed by span id. Span ids are already uniformly random 64-bit values, so the key is
+/// mixed with one multiply and a per-process random seed instead of SipHash (which cost more
+/// than the rest of a span's bookkeeping); the seed keeps ids taken from outside (a
+/// `traceparent`) from being chosen to collide.
+pub(crate) type SpanIdMap<V> = std::collections::HashMap<SpanId, V, SpanIdHasherBuilder>;
+
+/// Builds [`SpanIdHasher`]s with the process's seed.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct SpanIdHasherBuilder;
+
+/// See [`SpanIdMap`].
+pub(crate) struct SpanIdHasher(u64);
+
+fn process_seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| (Uuid::new_v4().as_u128() as u64) | 1)
+}
+
+impl std::hash::BuildHasher for SpanIdHasherBuilder {
+    type Hasher = SpanIdHasher;
+
+    fn build_hasher(&self) -> SpanIdHasher {
+        SpanIdHasher(process_seed())
+    }
+}
+
+impl std::hash::Hasher for SpanIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `SpanId` (it hashes one u64); kept correct for any other key.
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        let t = u128::from(self.0 ^ value) * 0x9e37_79b9_7f4a_7c15;
+        self.0 = ((t >> 64) as u64) ^ (t as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A random version-4 UUID from the fast generator.
 pub(crate) fn random_uuid() -> Uuid {
     let bits = (u128::from(random_u64()) << 64) | u128::from(random_u64());
@@ -178,6 +222,29 @@ mod tests {
         ] {
             assert!(bad.parse::<SpanId>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn span_id_maps_find_what_they_hold_and_spread_keys() {
+        use std::hash::BuildHasher;
+        let ids: Vec<SpanId> = (0..10_000).map(|_| SpanId::random()).collect();
+        let mut map = SpanIdMap::default();
+        for (i, id) in ids.iter().enumerate() {
+            map.insert(*id, i);
+        }
+        assert_eq!(map.len(), ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(map.remove(id), Some(i));
+        }
+        // Sequential ids (say, chosen from outside) still land in distinct top-7-bit groups.
+        let tops: std::collections::HashSet<u64> = (1..=1000u64)
+            .map(|v| SpanIdHasherBuilder.hash_one(SpanId::from_u64(v).unwrap()) >> 57)
+            .collect();
+        assert!(
+            tops.len() > 64,
+            "only {} distinct control bytes",
+            tops.len()
+        );
     }
 
     #[test]

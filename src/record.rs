@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,10 +34,13 @@ static NO_TAGS: Tags = BTreeMap::new();
 #[derive(Debug)]
 pub struct Record {
     pub(crate) id: Uuid,
-    pub(crate) timestamp: DateTime<Utc>,
+    /// Read from the clock at emit; turned into a calendar date only when asked for (the
+    /// conversion costs more than the clock read, and most handlers never look).
+    pub(crate) timestamp: SystemTime,
     pub(crate) span: Option<SpanContext>,
     pub(crate) tags: Option<Arc<Tags>>,
-    pub(crate) dispatcher: Arc<str>,
+    /// Interned (see `dispatcher::intern`): no shared reference count to bump per record.
+    pub(crate) dispatcher: &'static str,
     pub(crate) kind: RecordKind,
 }
 
@@ -114,12 +118,12 @@ impl Record {
     pub(crate) fn new(
         span: Option<SpanContext>,
         tags: Option<Arc<Tags>>,
-        dispatcher: Arc<str>,
+        dispatcher: &'static str,
         kind: RecordKind,
     ) -> Self {
         Record {
             id: crate::id::random_uuid(),
-            timestamp: Utc::now(),
+            timestamp: SystemTime::now(),
             span,
             tags,
             dispatcher,
@@ -134,7 +138,7 @@ impl Record {
 
     /// When the record was emitted.
     pub fn timestamp(&self) -> DateTime<Utc> {
-        self.timestamp
+        DateTime::<Utc>::from(self.timestamp)
     }
 
     /// The span the record belongs to: for events, the span current at emit (or the one given
@@ -155,7 +159,7 @@ impl Record {
 
     /// The name of the dispatcher that emitted the record.
     pub fn dispatcher(&self) -> &str {
-        &self.dispatcher
+        self.dispatcher
     }
 
     /// The payload.
@@ -244,7 +248,7 @@ impl Record {
         map.insert(
             "timestamp".into(),
             Value::String(
-                self.timestamp
+                self.timestamp()
                     .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             ),
         );

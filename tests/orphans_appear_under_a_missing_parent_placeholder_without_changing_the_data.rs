@@ -13,7 +13,7 @@ fn span(id: u64, parent: Option<u64>, name: &'static str, start_ms: i64) -> Clos
         parent: parent.and_then(SpanId::from_u64),
         trace_id: TraceId::from_u128(0x42),
         name: name.into(),
-        dispatcher: "rag".into(),
+        dispatcher: "rag",
         start: t0 + TimeDelta::milliseconds(start_ms),
         end: t0 + TimeDelta::milliseconds(start_ms + 2),
         outcome: SpanOutcome::Exited,

@@ -23,7 +23,7 @@ fn span(
         parent: parent.map(|p| SpanId::from_u64(p).unwrap()),
         trace_id: TraceId::from_u128(trace),
         name: name.into(),
-        dispatcher: "rag".into(),
+        dispatcher: "rag",
         start: t0() + TimeDelta::microseconds(start_us),
         end: t0() + TimeDelta::microseconds(end_us),
         outcome,

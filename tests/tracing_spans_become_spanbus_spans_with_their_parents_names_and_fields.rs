@@ -70,7 +70,7 @@ async fn nested_tracing_spans_become_nested_spanbus_spans_with_names_and_fields(
     assert_eq!(query.parent, None);
     assert_eq!(retrieve.parent, Some(query.id));
     assert_eq!(retrieve.trace_id, query.trace_id);
-    assert_eq!(&*query.dispatcher, "nested");
+    assert_eq!(query.dispatcher, "nested");
     assert!(retrieve.end <= query.end);
 
     assert_eq!(

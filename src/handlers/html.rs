@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
@@ -137,7 +136,7 @@ struct SpanData {
     parent: Option<SpanId>,
     trace: Option<TraceId>,
     name: String,
-    dispatcher: Arc<str>,
+    dispatcher: &'static str,
     start: DateTime<Utc>,
     end: Option<DateTime<Utc>>,
     dropped: Option<(DropReason, String)>,
@@ -303,7 +302,7 @@ impl HtmlReport {
                     "parent": s.parent.map(|p| p.to_string()),
                     "trace_id": s.trace.map(|t| t.to_string()),
                     "name": s.name,
-                    "dispatcher": &*s.dispatcher,
+                    "dispatcher": s.dispatcher,
                     "start": s.start.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                     "offset_us": micros(s.start - origin),
                     "duration_us": micros(keys[i].end - s.start),
@@ -395,7 +394,7 @@ impl Handler for HtmlReport {
                     parent: enter.parent,
                     trace: record.span().map(|s| s.trace_id()),
                     name: enter.name.to_string(),
-                    dispatcher: record.dispatcher.clone(),
+                    dispatcher: record.dispatcher,
                     start: at,
                     end: None,
                     dropped: None,

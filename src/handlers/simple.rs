@@ -82,7 +82,7 @@ pub struct ClosedSpan {
     /// Its name.
     pub name: Cow<'static, str>,
     /// The dispatcher it was entered on.
-    pub dispatcher: Arc<str>,
+    pub dispatcher: &'static str,
     /// When it was entered.
     pub start: DateTime<Utc>,
     /// When it ended.
@@ -132,7 +132,7 @@ impl SpanOutcome {
 pub struct OpenSimpleSpan {
     enter: SpanEnter,
     trace_id: Option<TraceId>,
-    dispatcher: Arc<str>,
+    dispatcher: &'static str,
     start: DateTime<Utc>,
 }
 
@@ -245,7 +245,7 @@ impl SpanHandler for SimpleSpanHandler {
         Some(OpenSimpleSpan {
             enter: enter.clone(),
             trace_id: record.span().map(|s| s.trace_id()),
-            dispatcher: record.dispatcher.clone(),
+            dispatcher: record.dispatcher,
             start: record.timestamp(),
         })
     }

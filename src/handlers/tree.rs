@@ -47,7 +47,7 @@
 //!         parent: parent.and_then(SpanId::from_u64),
 //!         trace_id: TraceId::from_u128(7),
 //!         name: name.into(),
-//!         dispatcher: "app".into(),
+//!         dispatcher: "app",
 //!         start: t0 + chrono::TimeDelta::milliseconds(start_ms),
 //!         end: t0 + chrono::TimeDelta::milliseconds(end_ms),
 //!         outcome: SpanOutcome::Exited,
