@@ -625,7 +625,8 @@ impl Dispatcher {
         true
     }
 
-    /// The counters of each handler attached here.
+    /// The counters of each handler attached here. After shutdown the handlers are detached:
+    /// their final counters are in the [`ShutdownReport`].
     pub fn handler_stats(&self) -> Vec<(HandlerId, HandlerStats)> {
         lock(&self.0.hub)
             .handlers

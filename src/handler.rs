@@ -278,7 +278,9 @@ pub struct HandlerId(pub(crate) u64);
 pub struct HandlerStats {
     /// The handler's name.
     pub name: String,
-    /// Records handed to the handler whose handling completed.
+    /// Records handed to the handler whose handling completed. For an [`EventHandler`] or a
+    /// [`SpanHandler`] this counts every record its task received, including those of the
+    /// other kind that the adapter skips.
     pub delivered: u64,
     /// Records a lossy handler skipped.
     pub dropped: u64,

@@ -144,6 +144,10 @@ impl Registry {
     /// those drops reach ancestors' handlers), then every handler drains, flushes and closes.
     /// A dispatcher first requested after this call is shut down from the start.
     ///
+    /// Only the registry's own dispatchers are covered: a standalone dispatcher built with
+    /// [`Dispatcher::builder`] (even with a registry dispatcher as its parent) is flushed and
+    /// shut down on its own.
+    ///
     /// # Panics
     ///
     /// If the tokio runtime was built without the time driver.
