@@ -413,7 +413,7 @@ impl Dispatcher {
             return false;
         }
         shard.insert(ctx.span_id(), (ctx, tags.clone()));
-        self.push_now(self.new_record(Some(ctx), tags, RecordKind::SpanEnter(enter)));
+        self.push_span_record(self.new_record(Some(ctx), tags, RecordKind::SpanEnter(enter)));
         true
     }
 
@@ -424,13 +424,7 @@ impl Dispatcher {
         let mut shard = self.0.open.shard(ctx);
         if shard.remove(&ctx.span_id()).is_some() {
             let exit = crate::record::SpanExit { id: ctx.span_id() };
-            let record = self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit));
-            match self.end_channels() {
-                None => {
-                    self.push_now(record);
-                }
-                Some(channels) => push_to(&channels, record),
-            }
+            self.push_span_record(self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit)));
         }
     }
 
@@ -444,20 +438,31 @@ impl Dispatcher {
     ) {
         let mut shard = self.0.open.shard(ctx);
         if shard.remove(&ctx.span_id()).is_some() {
-            let channels = self.end_channels();
-            self.push_drop(ctx, tags, reason, message, channels.as_deref());
+            self.push_drop(ctx, tags, reason, message, None);
         }
     }
 
-    /// Where the end of a still-tracked span goes: `None` for the usual targets; once
-    /// shutdown has begun (the targets are then empty), the chain's channels that are still
-    /// open, so that a span ending while shutdown drains is still closed for its handlers.
-    fn end_channels(&self) -> Option<Vec<Arc<Channel>>> {
-        if self.is_shut_down() {
-            Some(self.chain_channels())
-        } else {
-            self.route();
-            None
+    /// Pushes a signal of a tracked span; called with the span's shard lock held.
+    ///
+    /// Shutdown sets its flag, then drains the shards (waiting for that lock), and closes
+    /// channels only after that; so while the lock is held the chain's channels are open. But
+    /// once the flag is set, any thread may refresh this dispatcher's targets to empty: then
+    /// the record goes to the chain's open channels directly, so that a span tracked before
+    /// the drain is entered and closed exactly once for its handlers.
+    fn push_span_record(&self, record: Record) {
+        self.route();
+        let record = Arc::new(record);
+        {
+            let targets = read(&self.0.targets);
+            if !targets.is_empty() || !self.is_shut_down() {
+                for ch in targets.iter() {
+                    let _ = ch.push_now(Arc::clone(&record));
+                }
+                return;
+            }
+        }
+        for ch in self.chain_channels() {
+            let _ = ch.push_now(Arc::clone(&record));
         }
     }
 
@@ -482,9 +487,7 @@ impl Dispatcher {
             self.new_record(Some(ctx), tags, RecordKind::Event(Box::new(event))),
         ];
         match to {
-            None => records.into_iter().for_each(|r| {
-                self.push_now(r);
-            }),
+            None => records.into_iter().for_each(|r| self.push_span_record(r)),
             Some(channels) => records.into_iter().for_each(|r| push_to(channels, r)),
         }
     }
