@@ -34,7 +34,10 @@ pub fn jsonl_reader(data: &[u8]) {
         let alone = JsonRecord::parse(line);
         if errors.peek().is_some_and(|e| e.line == number) {
             errors.next();
-            assert!(alone.is_err(), "line {number} failed in the file but parses alone");
+            assert!(
+                alone.is_err(),
+                "line {number} failed in the file but parses alone"
+            );
         } else {
             let record = records.next().expect("a record for each good line");
             assert_eq!(
@@ -81,10 +84,17 @@ pub fn tracestate(data: &[u8]) {
             assert!(state.len() <= propagation::MAX_MEMBERS);
             for (k, v) in state.iter() {
                 assert!(propagation::is_valid_key(k), "invalid key {k:?} from {s:?}");
-                assert!(propagation::is_valid_value(v), "invalid value {v:?} from {s:?}");
+                assert!(
+                    propagation::is_valid_value(v),
+                    "invalid value {v:?} from {s:?}"
+                );
             }
             let text = state.to_string();
-            assert_eq!(text.parse::<TraceState>().as_ref(), Ok(&state), "{s:?} -> {text:?}");
+            assert_eq!(
+                text.parse::<TraceState>().as_ref(),
+                Ok(&state),
+                "{s:?} -> {text:?}"
+            );
             let rebuilt = TraceState::from_entries(state.iter()).expect("its own entries");
             assert_eq!(rebuilt, state);
             let mut short = state.clone();
@@ -147,7 +157,10 @@ pub fn extract(data: &[u8]) {
         propagation::inject(&ctx, &mut out);
         let again = propagation::extract(&out).expect("injected headers extract");
         assert_eq!(again.span(), Some(span));
-        if let Some((_, state)) = out.iter().find(|(k, _)| k == propagation::TRACESTATE_HEADER) {
+        if let Some((_, state)) = out
+            .iter()
+            .find(|(k, _)| k == propagation::TRACESTATE_HEADER)
+        {
             assert!(state.len() <= 512);
         }
     }
