@@ -1,0 +1,3 @@
+//! Fuzz targets for spanbus's parsers of outside input; the properties are in [`checks`].
+
+pub mod checks;
