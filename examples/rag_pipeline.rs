@@ -126,6 +126,7 @@ fn model(name: &str) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
+#[spanbus::span(dispatcher = "rag.embedding", name = "embed", skip(rag, i))]
 async fn embed(rag: &Rag, i: usize, query: &str) -> Result<Vec<f64>, RagError> {
     rag.embedding
         .event(EmbeddingStartEvent {
@@ -146,6 +147,7 @@ async fn embed(rag: &Rag, i: usize, query: &str) -> Result<Vec<f64>, RagError> {
     Ok(vector)
 }
 
+#[spanbus::span(dispatcher = "rag.retriever", name = "retrieve", skip(rag, i, _vector))]
 async fn retrieve(
     rag: &Rag,
     i: usize,
@@ -178,6 +180,7 @@ async fn retrieve(
     Ok(nodes)
 }
 
+#[spanbus::span(dispatcher = "rag.reranker", name = "rerank", skip(rag, i, nodes))]
 async fn rerank(
     rag: &Rag,
     i: usize,
@@ -203,6 +206,7 @@ async fn rerank(
     Ok(top)
 }
 
+#[spanbus::span(dispatcher = "rag.llm", name = "llm.chat", skip(rag, i, context))]
 async fn chat(rag: &Rag, i: usize, query: &str, context: &[Value]) -> Result<String, RagError> {
     // Waiting for a free slot at the provider is part of the call's latency.
     let _slot = rag.llm_slots.acquire().await.ok();
@@ -248,22 +252,11 @@ async fn query(rag: &Rag, i: usize, text: &str) -> Result<String, RagError> {
     rag.app
         .event(QueryStartEvent { query: json!(text) })
         .await?;
-    let vector = embed(rag, i, text)
-        .in_span_result(rag.embedding.span("embed"))
-        .await?;
-    let nodes = retrieve(rag, i, text, &vector)
-        .in_span_result(rag.retriever.span("retrieve").args(json!({"top_k": 8})))
-        .await?;
-    let top = rerank(rag, i, text, nodes)
-        .in_span_result(rag.reranker.span("rerank").args(json!({"top_n": 3})))
-        .await?;
-    let answer = chat(rag, i, text, &top)
-        .in_span_result(
-            rag.llm
-                .span("llm.chat")
-                .args(json!({"model": "gpt-4o-mini"})),
-        )
-        .await?;
+    // Each stage is spanned by its #[spanbus::span] attribute, on its own dispatcher.
+    let vector = embed(rag, i, text).await?;
+    let nodes = retrieve(rag, i, text, &vector).await?;
+    let top = rerank(rag, i, text, nodes).await?;
+    let answer = chat(rag, i, text, &top).await?;
     rag.app
         .event(QueryEndEvent {
             query: json!(text),
