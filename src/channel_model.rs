@@ -43,7 +43,7 @@ pub fn record<E: Event>(event: E) -> Arc<Record> {
     Arc::new(Record::new(
         None,
         None,
-        Arc::from("loom"),
+        "loom",
         RecordKind::Event(Box::new(event)),
     ))
 }
