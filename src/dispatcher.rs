@@ -73,7 +73,7 @@ use crate::handler::{
     self, Counters, EventHandler, Events, Handler, HandlerId, HandlerOptions, HandlerStats,
     SpanHandler, Spans,
 };
-use crate::record::{DropReason, Record, RecordKind, SpanDrop, Tags};
+use crate::record::{DropReason, Payload, Record, SpanDrop, Tags};
 use crate::shutdown::{HandlerReport, ShutdownReport};
 use crate::span::Span;
 
@@ -364,12 +364,7 @@ impl Dispatcher {
     /// Pushes without waiting to every target; used for span signals and sync emission.
     /// Returns whether the record got into every channel, and there was at least one (a
     /// channel refuses once closed; shutdown empties the targets).
-    fn push_now(&self, record: Record) -> bool {
-        self.push_arc_now(&Arc::new(record))
-    }
-
-    /// [`push_now`](Self::push_now) for a record already shared.
-    fn push_arc_now(&self, record: &Arc<Record>) -> bool {
+    fn push_now(&self, record: &Arc<Record>) -> bool {
         let targets = read(&self.0.targets);
         let mut all = !targets.is_empty();
         for ch in targets.iter() {
@@ -384,13 +379,13 @@ impl Dispatcher {
         }
     }
 
-    fn new_record(
+    fn new_record<P: Payload>(
         &self,
         span: Option<SpanContext>,
         tags: Option<Arc<Tags>>,
-        kind: RecordKind,
-    ) -> Record {
-        Record::new(span, tags, self.0.name, kind)
+        payload: P,
+    ) -> Arc<Record> {
+        Record::new(span, tags, self.0.name, payload)
     }
 
     // ---- spans (used by `span.rs`) ------------------------------------------------------
@@ -413,7 +408,7 @@ impl Dispatcher {
             return false;
         }
         shard.insert(ctx.span_id(), (ctx, tags.clone()));
-        self.push_now(self.new_record(Some(ctx), tags, RecordKind::SpanEnter(enter)));
+        self.push_now(&self.new_record(Some(ctx), tags, enter));
         true
     }
 
@@ -424,12 +419,12 @@ impl Dispatcher {
         let mut shard = self.0.open.shard(ctx);
         if shard.remove(&ctx.span_id()).is_some() {
             let exit = crate::record::SpanExit { id: ctx.span_id() };
-            let record = self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit));
+            let record = self.new_record(Some(ctx), tags, exit);
             match self.end_channels() {
                 None => {
-                    self.push_now(record);
+                    self.push_now(&record);
                 }
-                Some(channels) => push_to(&channels, record),
+                Some(channels) => push_to(&channels, &record),
             }
         }
     }
@@ -478,14 +473,14 @@ impl Dispatcher {
             message,
         };
         let records = [
-            self.new_record(Some(ctx), tags.clone(), RecordKind::SpanDrop(drop)),
-            self.new_record(Some(ctx), tags, RecordKind::Event(Box::new(event))),
+            self.new_record(Some(ctx), tags.clone(), drop),
+            Record::event_record(Some(ctx), tags, self.0.name, event),
         ];
         match to {
-            None => records.into_iter().for_each(|r| {
+            None => records.iter().for_each(|r| {
                 self.push_now(r);
             }),
-            Some(channels) => records.into_iter().for_each(|r| push_to(channels, r)),
+            Some(channels) => records.iter().for_each(|r| push_to(channels, r)),
         }
     }
 
@@ -767,10 +762,9 @@ impl Dispatcher {
 }
 
 /// Pushes `record` without waiting to each of `channels`.
-fn push_to(channels: &[Arc<Channel>], record: Record) {
-    let record = Arc::new(record);
+fn push_to(channels: &[Arc<Channel>], record: &Arc<Record>) {
     for ch in channels {
-        let _ = ch.push_now(Arc::clone(&record));
+        let _ = ch.push_now(Arc::clone(record));
     }
 }
 
@@ -842,7 +836,7 @@ impl<E: Event> Emit<'_, E> {
     }
 
     /// Builds the record if anyone listens; `Ok(None)` when no handler does.
-    fn into_record(self) -> Result<Option<Record>, EmitError> {
+    fn into_record(self) -> Result<Option<Arc<Record>>, EmitError> {
         match self.dispatcher.route() {
             LIVE => {}
             0 => return Ok(None),
@@ -863,10 +857,11 @@ impl<E: Event> Emit<'_, E> {
             }
         };
         let span = self.span.unwrap_or(current_span);
-        Ok(Some(self.dispatcher.new_record(
+        Ok(Some(Record::event_record(
             span,
             tags,
-            RecordKind::Event(Box::new(self.event)),
+            self.dispatcher.0.name,
+            self.event,
         )))
     }
 
@@ -888,7 +883,7 @@ impl<E: Event> Emit<'_, E> {
             return Ok(());
         }
         if let Some(record) = self.into_record()?
-            && !dispatcher.push_now(record)
+            && !dispatcher.push_now(&record)
             && dispatcher.is_shut_down()
         {
             return Err(dispatcher.shut_down_error());
@@ -908,7 +903,7 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
             return EmitFuture { state: None };
         }
         let record = match self.into_record() {
-            Ok(Some(record)) => Arc::new(record),
+            Ok(Some(record)) => record,
             Ok(None) => return EmitFuture { state: None },
             Err(e) => {
                 return EmitFuture {
@@ -919,7 +914,7 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
         // Inside a handler, waiting for room could wait on this very handler (or on one that
         // waits on it): emit as `now()` does instead, which never waits and loses nothing.
         if handler::handling().is_some() {
-            let state = match dispatcher.push_arc_now(&record) {
+            let state = match dispatcher.push_now(&record) {
                 false if dispatcher.is_shut_down() => {
                     Some(Waiting::Failed(dispatcher.shut_down_error()))
                 }

@@ -31,31 +31,73 @@ pub type Tags = BTreeMap<String, Value>;
 static NO_TAGS: Tags = BTreeMap::new();
 
 /// One event or span signal with its envelope.
-#[derive(Debug)]
-pub struct Record {
-    pub(crate) id: Uuid,
+///
+/// A record lives in one shared allocation with its payload: emitting an event allocates once
+/// (the `Arc` that every handler receiving the record shares), and the event is stored inline,
+/// not boxed. Handlers see it as `&Record`.
+#[repr(transparent)]
+pub struct Record(RecordBox<dyn Payload>);
+
+/// The layout behind a [`Record`]: the envelope, then the payload inline. Built as
+/// `RecordBox<P>` for a concrete payload, then unsized to `RecordBox<dyn Payload>`.
+pub(crate) struct RecordBox<P: ?Sized> {
+    id: Uuid,
     /// Read from the clock at emit; turned into a calendar date only when asked for (the
     /// conversion costs more than the clock read, and most handlers never look).
-    pub(crate) timestamp: SystemTime,
-    pub(crate) span: Option<SpanContext>,
-    pub(crate) tags: Option<Arc<Tags>>,
+    timestamp: SystemTime,
+    span: Option<SpanContext>,
+    tags: Option<Arc<Tags>>,
     /// Interned (see `dispatcher::intern`): no shared reference count to bump per record.
-    pub(crate) dispatcher: &'static str,
-    pub(crate) kind: RecordKind,
+    dispatcher: &'static str,
+    payload: P,
 }
 
-/// What a [`Record`] carries.
-#[derive(Debug)]
+/// What a record can carry: an event (wrapped in [`EventPayload`]) or a span signal.
+pub(crate) trait Payload: Send + Sync + 'static {
+    fn kind(&self) -> RecordKind<'_>;
+}
+
+/// An event stored inline in a record.
+#[repr(transparent)]
+pub(crate) struct EventPayload<E>(pub(crate) E);
+
+impl<E: Event> Payload for EventPayload<E> {
+    #[inline]
+    fn kind(&self) -> RecordKind<'_> {
+        RecordKind::Event(&self.0)
+    }
+}
+
+impl Payload for SpanEnter {
+    fn kind(&self) -> RecordKind<'_> {
+        RecordKind::SpanEnter(self)
+    }
+}
+
+impl Payload for SpanExit {
+    fn kind(&self) -> RecordKind<'_> {
+        RecordKind::SpanExit(self)
+    }
+}
+
+impl Payload for SpanDrop {
+    fn kind(&self) -> RecordKind<'_> {
+        RecordKind::SpanDrop(self)
+    }
+}
+
+/// What a [`Record`] carries, borrowed from it ([`Record::kind`]).
+#[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
-pub enum RecordKind {
+pub enum RecordKind<'a> {
     /// A user or catalog event.
-    Event(Box<dyn AnyEvent>),
+    Event(&'a dyn AnyEvent),
     /// A span was entered.
-    SpanEnter(SpanEnter),
+    SpanEnter(&'a SpanEnter),
     /// A span ended normally.
-    SpanExit(SpanExit),
+    SpanExit(&'a SpanExit),
     /// A span ended abnormally: an error, a panic, a cancellation, or shutdown.
-    SpanDrop(SpanDrop),
+    SpanDrop(&'a SpanDrop),
 }
 
 /// A span was entered.
@@ -115,56 +157,98 @@ impl fmt::Display for DropReason {
 }
 
 impl Record {
-    pub(crate) fn new(
+    /// Builds a record directly in its shared allocation: one allocation per record, the
+    /// payload inline after the envelope.
+    #[inline]
+    pub(crate) fn new<P: Payload>(
         span: Option<SpanContext>,
         tags: Option<Arc<Tags>>,
         dispatcher: &'static str,
-        kind: RecordKind,
-    ) -> Self {
-        Record {
+        payload: P,
+    ) -> Arc<Record> {
+        let boxed: Arc<RecordBox<dyn Payload>> = Arc::new(RecordBox {
             id: crate::id::random_uuid(),
             timestamp: SystemTime::now(),
             span,
             tags,
             dispatcher,
-            kind,
-        }
+            payload,
+        });
+        // SAFETY: `Record` is `#[repr(transparent)]` over `RecordBox<dyn Payload>`, so the two
+        // have the same layout and the same pointer metadata (the payload's vtable); the cast
+        // keeps both the address and the metadata. The pointer came from `Arc::into_raw` of an
+        // `Arc` whose pointee has exactly that layout, so `Arc::from_raw` takes back the same
+        // allocation and reference count (std's `Path` over `OsStr` is the same pattern).
+        unsafe { Arc::from_raw(Arc::into_raw(boxed) as *const Record) }
+    }
+
+    /// Wraps an event as a record's payload.
+    #[inline]
+    pub(crate) fn event_record<E: Event>(
+        span: Option<SpanContext>,
+        tags: Option<Arc<Tags>>,
+        dispatcher: &'static str,
+        event: E,
+    ) -> Arc<Record> {
+        Record::new(span, tags, dispatcher, EventPayload(event))
+    }
+
+    /// The interned dispatcher name, for handlers in this crate that keep it.
+    pub(crate) fn dispatcher_static(&self) -> &'static str {
+        self.0.dispatcher
     }
 
     /// The record's unique id (`id_` in JSON).
     pub fn id(&self) -> Uuid {
-        self.id
+        self.0.id
     }
 
     /// When the record was emitted.
     pub fn timestamp(&self) -> DateTime<Utc> {
-        DateTime::<Utc>::from(self.timestamp)
+        DateTime::<Utc>::from(self.0.timestamp)
     }
 
     /// The span the record belongs to: for events, the span current at emit (or the one given
     /// explicitly); for span signals, the span itself.
     pub fn span(&self) -> Option<SpanContext> {
-        self.span
+        self.0.span
     }
 
     /// The id of [`span`](Self::span), if any (`span_id` in JSON).
     pub fn span_id(&self) -> Option<SpanId> {
-        self.span.map(|s| s.span_id())
+        self.0.span.map(|s| s.span_id())
     }
 
     /// The tags active when the record was emitted.
     pub fn tags(&self) -> &Tags {
-        self.tags.as_deref().unwrap_or(&NO_TAGS)
+        self.0.tags.as_deref().unwrap_or(&NO_TAGS)
     }
 
     /// The name of the dispatcher that emitted the record.
     pub fn dispatcher(&self) -> &str {
-        self.dispatcher
+        self.0.dispatcher
     }
 
-    /// The payload.
-    pub fn kind(&self) -> &RecordKind {
-        &self.kind
+    /// The payload, borrowed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use spanbus::{Record, RecordKind};
+    ///
+    /// fn describe(record: &Record) -> String {
+    ///     match record.kind() {
+    ///         RecordKind::SpanEnter(enter) => format!("enter {}", enter.name),
+    ///         RecordKind::SpanExit(exit) => format!("exit {}", exit.id),
+    ///         RecordKind::SpanDrop(drop) => format!("drop {} ({})", drop.id, drop.reason),
+    ///         RecordKind::Event(event) => format!("event {}", event.name()),
+    ///         _ => "unknown".to_owned(),
+    ///     }
+    /// }
+    /// ```
+    #[inline]
+    pub fn kind(&self) -> RecordKind<'_> {
+        self.0.payload.kind()
     }
 
     /// The event, if this record carries one of type `E`.
@@ -183,7 +267,7 @@ impl Record {
     /// }
     /// ```
     pub fn event<E: Event>(&self) -> Option<&E> {
-        match &self.kind {
+        match self.kind() {
             RecordKind::Event(e) => e.as_any().downcast_ref(),
             _ => None,
         }
@@ -192,7 +276,7 @@ impl Record {
     /// The record's class name: the event's [`Event::NAME`], or `SpanEnter`, `SpanExit`,
     /// `SpanDrop` for span signals.
     pub fn class_name(&self) -> &'static str {
-        match &self.kind {
+        match self.kind() {
             RecordKind::Event(e) => e.name(),
             RecordKind::SpanEnter(_) => "SpanEnter",
             RecordKind::SpanExit(_) => "SpanExit",
@@ -202,7 +286,7 @@ impl Record {
 
     /// Whether this record is an event (not a span signal).
     pub fn is_event(&self) -> bool {
-        matches!(self.kind, RecordKind::Event(_))
+        matches!(self.kind(), RecordKind::Event(_))
     }
 
     /// The record as a JSON object with llama-index's field names.
@@ -217,7 +301,7 @@ impl Record {
     /// [`SerializeError`] when the event's `Serialize` implementation fails. An event that
     /// serializes to something other than a JSON object is kept under the key `value`.
     pub fn to_json(&self) -> Result<Map<String, Value>, SerializeError> {
-        let mut map = match &self.kind {
+        let mut map = match self.kind() {
             RecordKind::Event(e) => match e.to_json() {
                 Ok(Value::Object(map)) => map,
                 Ok(Value::Null) => Map::new(),
@@ -244,7 +328,7 @@ impl Record {
                 m
             }
         };
-        map.insert("id_".into(), Value::String(self.id.to_string()));
+        map.insert("id_".into(), Value::String(self.0.id.to_string()));
         map.insert(
             "timestamp".into(),
             Value::String(
@@ -253,7 +337,7 @@ impl Record {
             ),
         );
         map.insert("span_id".into(), json_opt(self.span_id()));
-        map.insert("trace_id".into(), json_opt(self.span.map(|s| s.trace_id())));
+        map.insert("trace_id".into(), json_opt(self.0.span.map(|s| s.trace_id())));
         map.insert(
             "tags".into(),
             Value::Object(
@@ -266,9 +350,22 @@ impl Record {
         map.insert("class_name".into(), Value::String(self.class_name().into()));
         map.insert(
             "dispatcher".into(),
-            Value::String(self.dispatcher.to_string()),
+            Value::String(self.0.dispatcher.to_string()),
         );
         Ok(map)
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("id", &self.0.id)
+            .field("timestamp", &self.0.timestamp)
+            .field("span", &self.0.span)
+            .field("tags", &self.0.tags)
+            .field("dispatcher", &self.0.dispatcher)
+            .field("kind", &self.kind())
+            .finish()
     }
 }
 
