@@ -167,7 +167,7 @@ impl Record {
         payload: P,
     ) -> Arc<Record> {
         let boxed: Arc<RecordBox<dyn Payload>> = Arc::new(RecordBox {
-            id: crate::id::random_uuid(),
+            id: crate::id::record_uuid(),
             timestamp: SystemTime::now(),
             span,
             tags,
