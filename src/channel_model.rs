@@ -40,7 +40,7 @@ pub struct Channel(channel::Channel);
 
 /// An event record carrying `event`, attributed to no span.
 pub fn record<E: Event>(event: E) -> Arc<Record> {
-    Record::event_record(None, None, "loom", event)
+    Record::event_record(None, None, &"loom", event)
 }
 
 impl Channel {

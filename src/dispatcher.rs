@@ -50,7 +50,7 @@
 //! # }
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
 use std::num::NonZeroUsize;
 use std::pin::Pin;
@@ -102,7 +102,8 @@ const SHUT: u64 = 2;
 pub struct Dispatcher(Arc<Inner>);
 
 struct Inner {
-    name: &'static str,
+    /// Interned (see [`intern`]): `&'static &'static str` so that a record carries one word.
+    name: &'static &'static str,
     parent: RwLock<Option<Dispatcher>>,
     propagate: AtomicBool,
     capacity: usize,
@@ -136,7 +137,7 @@ impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("name", &self.name())
-            .field("parent", &self.parent().map(|p| p.0.name))
+            .field("parent", &self.parent().map(|p| *p.0.name))
             .field("propagate", &self.propagate())
             .finish_non_exhaustive()
     }
@@ -250,7 +251,7 @@ impl Dispatcher {
 
     /// The dispatcher's dotted name.
     pub fn name(&self) -> &str {
-        self.0.name
+        *self.0.name
     }
 
     /// The dispatcher records propagate to, if any.
@@ -776,15 +777,21 @@ fn push_to(channels: &[Arc<Channel>], record: &Arc<Record>) {
 /// stored once for the life of the process and records carry a plain `&'static str`. (A program
 /// that invents unboundedly many dispatcher names keeps each of them; dispatchers are meant to
 /// be named after components, like loggers.)
-fn intern(name: &str) -> &'static str {
-    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+///
+/// The name is returned behind a second reference (`&'static &'static str`, one word) so the
+/// record envelope stays small: a record that fits glibc's fast bins (≤ 120 bytes) is freed by
+/// a handler's thread and reused by the emitter's far more cheaply than a larger one.
+fn intern(name: &str) -> &'static &'static str {
+    static NAMES: Mutex<BTreeMap<&'static str, &'static &'static str>> =
+        Mutex::new(BTreeMap::new());
     let mut names = lock(&NAMES);
     if let Some(&known) = names.get(name) {
         return known;
     }
     let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(leaked);
-    leaked
+    let thin: &'static &'static str = Box::leak(Box::new(leaked));
+    names.insert(leaked, thin);
+    thin
 }
 
 /// Parent chains longer than this are treated as cut (a guard against a cycle).
