@@ -251,7 +251,7 @@ impl Dispatcher {
 
     /// The dispatcher's dotted name.
     pub fn name(&self) -> &str {
-        *self.0.name
+        self.0.name
     }
 
     /// The dispatcher records propagate to, if any.

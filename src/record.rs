@@ -234,7 +234,7 @@ impl Record {
 
     /// The interned dispatcher name, for handlers in this crate that keep it.
     pub(crate) fn dispatcher_static(&self) -> &'static str {
-        *self.0.dispatcher
+        self.0.dispatcher
     }
 
     /// The record's unique id (`id_` in JSON).
