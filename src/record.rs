@@ -94,6 +94,11 @@ impl PackedSpan {
 /// What a record can carry: an event (wrapped in [`EventPayload`]) or a span signal.
 pub(crate) trait Payload: Send + Sync + 'static {
     fn kind(&self) -> RecordKind<'_>;
+    /// Whether this is an event; answered without building a [`RecordKind`] (the
+    /// `EventHandler` adapter asks for every record).
+    fn is_event(&self) -> bool {
+        false
+    }
 }
 
 /// An event stored inline in a record.
@@ -104,6 +109,11 @@ impl<E: Event> Payload for EventPayload<E> {
     #[inline]
     fn kind(&self) -> RecordKind<'_> {
         RecordKind::Event(&self.0)
+    }
+
+    #[inline]
+    fn is_event(&self) -> bool {
+        true
     }
 }
 
@@ -326,7 +336,7 @@ impl Record {
 
     /// Whether this record is an event (not a span signal).
     pub fn is_event(&self) -> bool {
-        matches!(self.kind(), RecordKind::Event(_))
+        self.0.payload.is_event()
     }
 
     /// The record as a JSON object with llama-index's field names.
