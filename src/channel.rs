@@ -82,6 +82,13 @@ struct State {
     head: u64,
     readers: Vec<Option<Reader>>,
     lossless_readers: usize,
+    /// The smallest cursor of a lossless reader (meaningless when there is none). Kept up to
+    /// date by whoever moves a lossless cursor or adds or removes a reader, so that a push
+    /// checks the backlog without scanning the readers.
+    min_lossless_cursor: u64,
+    /// How many readers have a waker registered: a push scans the readers for wakers only when
+    /// some reader is parked.
+    parked: usize,
     push_waiters: Vec<Waker>,
     barriers: VecDeque<Barrier>,
     next_barrier: u64,
@@ -126,12 +133,33 @@ impl State {
         if self.lossless_readers == 0 {
             return 0;
         }
+        self.tail() - self.min_lossless_cursor
+    }
+
+    /// Recomputes [`min_lossless_cursor`](State::min_lossless_cursor) after a lossless cursor
+    /// moved or the readers changed.
+    fn update_min_lossless_cursor(&mut self) {
         let tail = self.tail();
-        self.readers()
+        self.min_lossless_cursor = self
+            .readers()
             .filter(|r| r.mode == Mode::Lossless)
-            .map(|r| tail - r.cursor)
-            .max()
-            .unwrap_or(0)
+            .map(|r| r.cursor)
+            .min()
+            .unwrap_or(tail);
+    }
+
+    /// Moves every parked reader's waker into `wake`.
+    fn take_reader_wakers(&mut self, wake: &mut Vec<Waker>) {
+        if self.parked == 0 {
+            return;
+        }
+        self.parked = 0;
+        wake.extend(
+            self.readers
+                .iter_mut()
+                .flatten()
+                .filter_map(|r| r.waker.take()),
+        );
     }
 
     fn append(&mut self, record: Arc<Record>, capacity: usize, wake: &mut Vec<Waker>) {
@@ -139,12 +167,7 @@ impl State {
         if self.queue.len() > capacity {
             self.trim();
         }
-        wake.extend(
-            self.readers
-                .iter_mut()
-                .flatten()
-                .filter_map(|r| r.waker.take()),
-        );
+        self.take_reader_wakers(wake);
     }
 
     fn ack_barriers_up_to(&mut self, reader: &mut Reader, id: u64) {
@@ -178,6 +201,8 @@ impl Channel {
                 head: 0,
                 readers: Vec::new(),
                 lossless_readers: 0,
+                min_lossless_cursor: 0,
+                parked: 0,
                 push_waiters: Vec::new(),
                 barriers: VecDeque::new(),
                 next_barrier: 1,
@@ -211,6 +236,7 @@ impl Channel {
         // Slots are never reused: a removed reader's task may still poll with its old id and
         // must then see `Closed`, not another reader's records.
         st.readers.push(Some(reader));
+        st.update_min_lossless_cursor();
         let id = st.readers.len() - 1;
         Some(id)
     }
@@ -224,6 +250,10 @@ impl Channel {
         if reader.mode == Mode::Lossless {
             st.lossless_readers -= 1;
         }
+        if reader.waker.is_some() {
+            st.parked -= 1;
+        }
+        st.update_min_lossless_cursor();
         let last = st.next_barrier - 1;
         st.ack_barriers_up_to(&mut reader, last);
         st.trim();
@@ -319,6 +349,7 @@ impl Channel {
             let lossless = reader.mode == Mode::Lossless;
             batch.extend(st.queue.range(from..from + n).cloned());
             if lossless {
+                st.update_min_lossless_cursor();
                 st.trim();
                 let waiters = std::mem::take(&mut st.push_waiters);
                 drop(st);
@@ -335,7 +366,9 @@ impl Channel {
         if closed {
             return Poll::Ready(Recv::Closed);
         }
-        reader.waker = Some(cx.waker().clone());
+        if reader.waker.replace(cx.waker().clone()).is_none() {
+            st.parked += 1;
+        }
         Poll::Pending
     }
 
@@ -368,12 +401,7 @@ impl Channel {
                 pending,
                 done: Some(tx),
             });
-            wake.extend(
-                st.readers
-                    .iter_mut()
-                    .flatten()
-                    .filter_map(|r| r.waker.take()),
-            );
+            st.take_reader_wakers(&mut wake);
             rx
         };
         wake_all(wake);
@@ -385,12 +413,8 @@ impl Channel {
         let (readers, pushers) = {
             let mut st = self.lock();
             st.closed = true;
-            let readers: Vec<Waker> = st
-                .readers
-                .iter_mut()
-                .flatten()
-                .filter_map(|r| r.waker.take())
-                .collect();
+            let mut readers = Vec::new();
+            st.take_reader_wakers(&mut readers);
             (readers, std::mem::take(&mut st.push_waiters))
         };
         wake_all(readers);

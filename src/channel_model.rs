@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use crate::channel::{self, Mode};
 use crate::event::Event;
-use crate::record::{Record, RecordKind};
+use crate::record::Record;
 
 /// What a reader gets from [`Channel::poll_recv`] (mirrors the internal type).
 #[derive(Debug, PartialEq, Eq)]
@@ -40,12 +40,7 @@ pub struct Channel(channel::Channel);
 
 /// An event record carrying `event`, attributed to no span.
 pub fn record<E: Event>(event: E) -> Arc<Record> {
-    Arc::new(Record::new(
-        None,
-        None,
-        "loom",
-        RecordKind::Event(Box::new(event)),
-    ))
+    Record::event_record(None, None, &"loom", event)
 }
 
 impl Channel {

@@ -50,7 +50,7 @@
 //! # }
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
 use std::num::NonZeroUsize;
 use std::pin::Pin;
@@ -73,7 +73,7 @@ use crate::handler::{
     self, Counters, EventHandler, Events, Handler, HandlerId, HandlerOptions, HandlerStats,
     SpanHandler, Spans,
 };
-use crate::record::{DropReason, Record, RecordKind, SpanDrop, Tags};
+use crate::record::{DropReason, Payload, Record, SpanDrop, Tags};
 use crate::shutdown::{HandlerReport, ShutdownReport};
 use crate::span::Span;
 
@@ -102,7 +102,8 @@ const SHUT: u64 = 2;
 pub struct Dispatcher(Arc<Inner>);
 
 struct Inner {
-    name: &'static str,
+    /// Interned (see [`intern`]): `&'static &'static str` so that a record carries one word.
+    name: &'static &'static str,
     parent: RwLock<Option<Dispatcher>>,
     propagate: AtomicBool,
     capacity: usize,
@@ -136,7 +137,7 @@ impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("name", &self.name())
-            .field("parent", &self.parent().map(|p| p.0.name))
+            .field("parent", &self.parent().map(|p| *p.0.name))
             .field("propagate", &self.propagate())
             .finish_non_exhaustive()
     }
@@ -364,12 +365,7 @@ impl Dispatcher {
     /// Pushes without waiting to every target; used for span signals and sync emission.
     /// Returns whether the record got into every channel, and there was at least one (a
     /// channel refuses once closed; shutdown empties the targets).
-    fn push_now(&self, record: Record) -> bool {
-        self.push_arc_now(&Arc::new(record))
-    }
-
-    /// [`push_now`](Self::push_now) for a record already shared.
-    fn push_arc_now(&self, record: &Arc<Record>) -> bool {
+    fn push_now(&self, record: &Arc<Record>) -> bool {
         let targets = read(&self.0.targets);
         let mut all = !targets.is_empty();
         for ch in targets.iter() {
@@ -384,13 +380,13 @@ impl Dispatcher {
         }
     }
 
-    fn new_record(
+    fn new_record<P: Payload>(
         &self,
         span: Option<SpanContext>,
         tags: Option<Arc<Tags>>,
-        kind: RecordKind,
-    ) -> Record {
-        Record::new(span, tags, self.0.name, kind)
+        payload: P,
+    ) -> Arc<Record> {
+        Record::new(span, tags, self.0.name, payload)
     }
 
     // ---- spans (used by `span.rs`) ------------------------------------------------------
@@ -413,7 +409,7 @@ impl Dispatcher {
             return false;
         }
         shard.insert(ctx.span_id(), (ctx, tags.clone()));
-        self.push_span_record(self.new_record(Some(ctx), tags, RecordKind::SpanEnter(enter)));
+        self.push_span_record(&self.new_record(Some(ctx), tags, enter));
         true
     }
 
@@ -424,7 +420,7 @@ impl Dispatcher {
         let mut shard = self.0.open.shard(ctx);
         if shard.remove(&ctx.span_id()).is_some() {
             let exit = crate::record::SpanExit { id: ctx.span_id() };
-            self.push_span_record(self.new_record(Some(ctx), tags, RecordKind::SpanExit(exit)));
+            self.push_span_record(&self.new_record(Some(ctx), tags, exit));
         }
     }
 
@@ -449,21 +445,18 @@ impl Dispatcher {
     /// once the flag is set, any thread may refresh this dispatcher's targets to empty: then
     /// the record goes to the chain's open channels directly, so that a span tracked before
     /// the drain is entered and closed exactly once for its handlers.
-    fn push_span_record(&self, record: Record) {
+    fn push_span_record(&self, record: &Arc<Record>) {
         self.route();
-        let record = Arc::new(record);
         {
             let targets = read(&self.0.targets);
             if !targets.is_empty() || !self.is_shut_down() {
                 for ch in targets.iter() {
-                    let _ = ch.push_now(Arc::clone(&record));
+                    let _ = ch.push_now(Arc::clone(record));
                 }
                 return;
             }
         }
-        for ch in self.chain_channels() {
-            let _ = ch.push_now(Arc::clone(&record));
-        }
+        push_to(&self.chain_channels(), record);
     }
 
     fn push_drop(
@@ -483,12 +476,12 @@ impl Dispatcher {
             message,
         };
         let records = [
-            self.new_record(Some(ctx), tags.clone(), RecordKind::SpanDrop(drop)),
-            self.new_record(Some(ctx), tags, RecordKind::Event(Box::new(event))),
+            self.new_record(Some(ctx), tags.clone(), drop),
+            Record::event_record(Some(ctx), tags, self.0.name, event),
         ];
         match to {
-            None => records.into_iter().for_each(|r| self.push_span_record(r)),
-            Some(channels) => records.into_iter().for_each(|r| push_to(channels, r)),
+            None => records.iter().for_each(|r| self.push_span_record(r)),
+            Some(channels) => records.iter().for_each(|r| push_to(channels, r)),
         }
     }
 
@@ -770,10 +763,9 @@ impl Dispatcher {
 }
 
 /// Pushes `record` without waiting to each of `channels`.
-fn push_to(channels: &[Arc<Channel>], record: Record) {
-    let record = Arc::new(record);
+fn push_to(channels: &[Arc<Channel>], record: &Arc<Record>) {
     for ch in channels {
-        let _ = ch.push_now(Arc::clone(&record));
+        let _ = ch.push_now(Arc::clone(record));
     }
 }
 
@@ -785,15 +777,21 @@ fn push_to(channels: &[Arc<Channel>], record: Record) {
 /// stored once for the life of the process and records carry a plain `&'static str`. (A program
 /// that invents unboundedly many dispatcher names keeps each of them; dispatchers are meant to
 /// be named after components, like loggers.)
-fn intern(name: &str) -> &'static str {
-    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+///
+/// The name is returned behind a second reference (`&'static &'static str`, one word) so the
+/// record envelope stays small: a record that fits glibc's fast bins (≤ 120 bytes) is freed by
+/// a handler's thread and reused by the emitter's far more cheaply than a larger one.
+fn intern(name: &str) -> &'static &'static str {
+    static NAMES: Mutex<BTreeMap<&'static str, &'static &'static str>> =
+        Mutex::new(BTreeMap::new());
     let mut names = lock(&NAMES);
     if let Some(&known) = names.get(name) {
         return known;
     }
     let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(leaked);
-    leaked
+    let thin: &'static &'static str = Box::leak(Box::new(leaked));
+    names.insert(leaked, thin);
+    thin
 }
 
 /// Parent chains longer than this are treated as cut (a guard against a cycle).
@@ -845,7 +843,7 @@ impl<E: Event> Emit<'_, E> {
     }
 
     /// Builds the record if anyone listens; `Ok(None)` when no handler does.
-    fn into_record(self) -> Result<Option<Record>, EmitError> {
+    fn into_record(self) -> Result<Option<Arc<Record>>, EmitError> {
         match self.dispatcher.route() {
             LIVE => {}
             0 => return Ok(None),
@@ -866,10 +864,11 @@ impl<E: Event> Emit<'_, E> {
             }
         };
         let span = self.span.unwrap_or(current_span);
-        Ok(Some(self.dispatcher.new_record(
+        Ok(Some(Record::event_record(
             span,
             tags,
-            RecordKind::Event(Box::new(self.event)),
+            self.dispatcher.0.name,
+            self.event,
         )))
     }
 
@@ -891,7 +890,7 @@ impl<E: Event> Emit<'_, E> {
             return Ok(());
         }
         if let Some(record) = self.into_record()?
-            && !dispatcher.push_now(record)
+            && !dispatcher.push_now(&record)
             && dispatcher.is_shut_down()
         {
             return Err(dispatcher.shut_down_error());
@@ -911,7 +910,7 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
             return EmitFuture { state: None };
         }
         let record = match self.into_record() {
-            Ok(Some(record)) => Arc::new(record),
+            Ok(Some(record)) => record,
             Ok(None) => return EmitFuture { state: None },
             Err(e) => {
                 return EmitFuture {
@@ -922,7 +921,7 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
         // Inside a handler, waiting for room could wait on this very handler (or on one that
         // waits on it): emit as `now()` does instead, which never waits and loses nothing.
         if handler::handling().is_some() {
-            let state = match dispatcher.push_arc_now(&record) {
+            let state = match dispatcher.push_now(&record) {
                 false if dispatcher.is_shut_down() => {
                     Some(Waiting::Failed(dispatcher.shut_down_error()))
                 }

@@ -427,12 +427,24 @@ pub(crate) async fn run<H: Handler>(
                     counters.dropped.fetch_add(dropped, Ordering::AcqRel);
                     guarded(&counters, handler.missed(dropped)).await;
                 }
+                // One panic guard per batch rather than per record: after a panic the guard is
+                // set up again and the batch goes on with the next record, so a panicking
+                // record costs only itself, as before.
                 let mut delivered = 0;
-                for record in batch.drain(..) {
-                    if guarded(&counters, handler.handle(&record)).await {
-                        delivered += 1;
+                let mut records = batch.drain(..);
+                loop {
+                    let rest = async {
+                        for record in records.by_ref() {
+                            handler.handle(&record).await;
+                            delivered += 1;
+                        }
+                    };
+                    match AssertUnwindSafe(rest).catch_unwind().await {
+                        Ok(()) => break,
+                        Err(payload) => counters.record_panic(&*payload),
                     }
                 }
+                drop(records);
                 counters.delivered.fetch_add(delivered, Ordering::AcqRel);
             }
             Recv::Barrier(id) => {
@@ -522,7 +534,7 @@ impl<H: SpanHandler> Handler for Spans<H> {
                 reason: DropReason::Shutdown,
                 message: "handler closed with the span still open".to_owned(),
             };
-            let record = Record::new(None, None, "", RecordKind::SpanDrop(drop.clone()));
+            let record = Record::new(None, None, &"", drop.clone());
             self.handler.prepare_to_drop_span(span, &drop, &record);
         }
         self.handler.close().await;

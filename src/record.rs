@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::context::SpanContext;
 use crate::error::SerializeError;
 use crate::event::{AnyEvent, Event};
-use crate::id::SpanId;
+use crate::id::{SpanId, TraceId};
 
 /// Key–value tags attached to records (llama-index's `tags`).
 pub type Tags = BTreeMap<String, Value>;
@@ -31,31 +31,122 @@ pub type Tags = BTreeMap<String, Value>;
 static NO_TAGS: Tags = BTreeMap::new();
 
 /// One event or span signal with its envelope.
-#[derive(Debug)]
-pub struct Record {
-    pub(crate) id: Uuid,
+///
+/// A record lives in one shared allocation with its payload: emitting an event allocates once
+/// (the `Arc` that every handler receiving the record shares), and the event is stored inline,
+/// not boxed. Handlers see it as `&Record`.
+#[repr(transparent)]
+pub struct Record(RecordBox<dyn Payload>);
+
+/// The layout behind a [`Record`]: the envelope, then the payload inline. Built as
+/// `RecordBox<P>` for a concrete payload, then unsized to `RecordBox<dyn Payload>`.
+///
+/// The envelope is kept to 72 bytes (88 with the `Arc`'s counts), all 8-byte aligned, so that a
+/// record with a small event (up to 32 bytes) is a glibc fast-bin chunk: records are allocated
+/// on the emitter's thread and freed on a handler's, and fast bins are the cheap path for that.
+pub(crate) struct RecordBox<P: ?Sized> {
+    id: Uuid,
     /// Read from the clock at emit; turned into a calendar date only when asked for (the
-    /// conversion costs more than the clock read, and most handlers never look).
-    pub(crate) timestamp: SystemTime,
-    pub(crate) span: Option<SpanContext>,
-    pub(crate) tags: Option<Arc<Tags>>,
-    /// Interned (see `dispatcher::intern`): no shared reference count to bump per record.
-    pub(crate) dispatcher: &'static str,
-    pub(crate) kind: RecordKind,
+    /// conversion costs more than the clock read, and most handlers never look). Kept as the
+    /// clock gave it: converting to a count of nanoseconds at emit cost ~50 instructions.
+    timestamp: SystemTime,
+    span: PackedSpan,
+    tags: Option<Arc<Tags>>,
+    /// Interned (see `dispatcher::intern`): no shared reference count to bump per record, and
+    /// one word instead of two.
+    dispatcher: &'static &'static str,
+    payload: P,
 }
 
-/// What a [`Record`] carries.
-#[derive(Debug)]
+/// An `Option<SpanContext>` in 24 bytes with 8-byte alignment (a `SpanContext` holds a `u128`,
+/// which would give the whole record 16-byte alignment and 32 bytes here).
+#[derive(Clone, Copy)]
+struct PackedSpan {
+    span_id: Option<SpanId>,
+    trace: [u64; 2],
+}
+
+impl PackedSpan {
+    #[inline]
+    fn pack(span: Option<SpanContext>) -> Self {
+        match span {
+            None => PackedSpan {
+                span_id: None,
+                trace: [0; 2],
+            },
+            Some(ctx) => {
+                let t = ctx.trace_id().to_u128();
+                PackedSpan {
+                    span_id: Some(ctx.span_id()),
+                    trace: [(t >> 64) as u64, t as u64],
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn unpack(self) -> Option<SpanContext> {
+        let trace = (u128::from(self.trace[0]) << 64) | u128::from(self.trace[1]);
+        Some(SpanContext::new(TraceId::from_u128(trace)?, self.span_id?))
+    }
+}
+
+/// What a record can carry: an event (wrapped in [`EventPayload`]) or a span signal.
+pub(crate) trait Payload: Send + Sync + 'static {
+    fn kind(&self) -> RecordKind<'_>;
+    /// Whether this is an event; answered without building a [`RecordKind`] (the
+    /// `EventHandler` adapter asks for every record).
+    fn is_event(&self) -> bool {
+        false
+    }
+}
+
+/// An event stored inline in a record.
+#[repr(transparent)]
+pub(crate) struct EventPayload<E>(pub(crate) E);
+
+impl<E: Event> Payload for EventPayload<E> {
+    #[inline]
+    fn kind(&self) -> RecordKind<'_> {
+        RecordKind::Event(&self.0)
+    }
+
+    #[inline]
+    fn is_event(&self) -> bool {
+        true
+    }
+}
+
+impl Payload for SpanEnter {
+    fn kind(&self) -> RecordKind<'_> {
+        RecordKind::SpanEnter(self)
+    }
+}
+
+impl Payload for SpanExit {
+    fn kind(&self) -> RecordKind<'_> {
+        RecordKind::SpanExit(self)
+    }
+}
+
+impl Payload for SpanDrop {
+    fn kind(&self) -> RecordKind<'_> {
+        RecordKind::SpanDrop(self)
+    }
+}
+
+/// What a [`Record`] carries, borrowed from it ([`Record::kind`]).
+#[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
-pub enum RecordKind {
+pub enum RecordKind<'a> {
     /// A user or catalog event.
-    Event(Box<dyn AnyEvent>),
+    Event(&'a dyn AnyEvent),
     /// A span was entered.
-    SpanEnter(SpanEnter),
+    SpanEnter(&'a SpanEnter),
     /// A span ended normally.
-    SpanExit(SpanExit),
+    SpanExit(&'a SpanExit),
     /// A span ended abnormally: an error, a panic, a cancellation, or shutdown.
-    SpanDrop(SpanDrop),
+    SpanDrop(&'a SpanDrop),
 }
 
 /// A span was entered.
@@ -115,56 +206,99 @@ impl fmt::Display for DropReason {
 }
 
 impl Record {
-    pub(crate) fn new(
+    /// Builds a record directly in its shared allocation: one allocation per record, the
+    /// payload inline after the envelope.
+    #[inline]
+    pub(crate) fn new<P: Payload>(
         span: Option<SpanContext>,
         tags: Option<Arc<Tags>>,
-        dispatcher: &'static str,
-        kind: RecordKind,
-    ) -> Self {
-        Record {
-            id: crate::id::random_uuid(),
+        dispatcher: &'static &'static str,
+        payload: P,
+    ) -> Arc<Record> {
+        let boxed: Arc<RecordBox<dyn Payload>> = Arc::new(RecordBox {
+            id: crate::id::record_uuid(),
             timestamp: SystemTime::now(),
-            span,
+            span: PackedSpan::pack(span),
             tags,
             dispatcher,
-            kind,
-        }
+            payload,
+        });
+        // SAFETY: `Record` is `#[repr(transparent)]` over `RecordBox<dyn Payload>`, so the two
+        // have the same layout and the same pointer metadata (the payload's vtable); the cast
+        // keeps both the address and the metadata. The pointer came from `Arc::into_raw` of an
+        // `Arc` whose pointee has exactly that layout, so `Arc::from_raw` takes back the same
+        // allocation and reference count (std's `Path` over `OsStr` is the same pattern).
+        unsafe { Arc::from_raw(Arc::into_raw(boxed) as *const Record) }
+    }
+
+    /// Wraps an event as a record's payload.
+    #[inline]
+    pub(crate) fn event_record<E: Event>(
+        span: Option<SpanContext>,
+        tags: Option<Arc<Tags>>,
+        dispatcher: &'static &'static str,
+        event: E,
+    ) -> Arc<Record> {
+        Record::new(span, tags, dispatcher, EventPayload(event))
+    }
+
+    /// The interned dispatcher name, for handlers in this crate that keep it.
+    pub(crate) fn dispatcher_static(&self) -> &'static str {
+        self.0.dispatcher
     }
 
     /// The record's unique id (`id_` in JSON).
     pub fn id(&self) -> Uuid {
-        self.id
+        self.0.id
     }
 
     /// When the record was emitted.
     pub fn timestamp(&self) -> DateTime<Utc> {
-        DateTime::<Utc>::from(self.timestamp)
+        DateTime::<Utc>::from(self.0.timestamp)
     }
 
     /// The span the record belongs to: for events, the span current at emit (or the one given
     /// explicitly); for span signals, the span itself.
+    #[inline]
     pub fn span(&self) -> Option<SpanContext> {
-        self.span
+        self.0.span.unpack()
     }
 
     /// The id of [`span`](Self::span), if any (`span_id` in JSON).
     pub fn span_id(&self) -> Option<SpanId> {
-        self.span.map(|s| s.span_id())
+        self.0.span.span_id
     }
 
     /// The tags active when the record was emitted.
     pub fn tags(&self) -> &Tags {
-        self.tags.as_deref().unwrap_or(&NO_TAGS)
+        self.0.tags.as_deref().unwrap_or(&NO_TAGS)
     }
 
     /// The name of the dispatcher that emitted the record.
     pub fn dispatcher(&self) -> &str {
-        self.dispatcher
+        self.0.dispatcher
     }
 
-    /// The payload.
-    pub fn kind(&self) -> &RecordKind {
-        &self.kind
+    /// The payload, borrowed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use spanbus::{Record, RecordKind};
+    ///
+    /// fn describe(record: &Record) -> String {
+    ///     match record.kind() {
+    ///         RecordKind::SpanEnter(enter) => format!("enter {}", enter.name),
+    ///         RecordKind::SpanExit(exit) => format!("exit {}", exit.id),
+    ///         RecordKind::SpanDrop(drop) => format!("drop {} ({})", drop.id, drop.reason),
+    ///         RecordKind::Event(event) => format!("event {}", event.name()),
+    ///         _ => "unknown".to_owned(),
+    ///     }
+    /// }
+    /// ```
+    #[inline]
+    pub fn kind(&self) -> RecordKind<'_> {
+        self.0.payload.kind()
     }
 
     /// The event, if this record carries one of type `E`.
@@ -183,7 +317,7 @@ impl Record {
     /// }
     /// ```
     pub fn event<E: Event>(&self) -> Option<&E> {
-        match &self.kind {
+        match self.kind() {
             RecordKind::Event(e) => e.as_any().downcast_ref(),
             _ => None,
         }
@@ -192,7 +326,7 @@ impl Record {
     /// The record's class name: the event's [`Event::NAME`], or `SpanEnter`, `SpanExit`,
     /// `SpanDrop` for span signals.
     pub fn class_name(&self) -> &'static str {
-        match &self.kind {
+        match self.kind() {
             RecordKind::Event(e) => e.name(),
             RecordKind::SpanEnter(_) => "SpanEnter",
             RecordKind::SpanExit(_) => "SpanExit",
@@ -202,7 +336,7 @@ impl Record {
 
     /// Whether this record is an event (not a span signal).
     pub fn is_event(&self) -> bool {
-        matches!(self.kind, RecordKind::Event(_))
+        self.0.payload.is_event()
     }
 
     /// The record as a JSON object with llama-index's field names.
@@ -217,7 +351,7 @@ impl Record {
     /// [`SerializeError`] when the event's `Serialize` implementation fails. An event that
     /// serializes to something other than a JSON object is kept under the key `value`.
     pub fn to_json(&self) -> Result<Map<String, Value>, SerializeError> {
-        let mut map = match &self.kind {
+        let mut map = match self.kind() {
             RecordKind::Event(e) => match e.to_json() {
                 Ok(Value::Object(map)) => map,
                 Ok(Value::Null) => Map::new(),
@@ -244,7 +378,7 @@ impl Record {
                 m
             }
         };
-        map.insert("id_".into(), Value::String(self.id.to_string()));
+        map.insert("id_".into(), Value::String(self.0.id.to_string()));
         map.insert(
             "timestamp".into(),
             Value::String(
@@ -253,7 +387,10 @@ impl Record {
             ),
         );
         map.insert("span_id".into(), json_opt(self.span_id()));
-        map.insert("trace_id".into(), json_opt(self.span.map(|s| s.trace_id())));
+        map.insert(
+            "trace_id".into(),
+            json_opt(self.span().map(|s| s.trace_id())),
+        );
         map.insert(
             "tags".into(),
             Value::Object(
@@ -266,12 +403,55 @@ impl Record {
         map.insert("class_name".into(), Value::String(self.class_name().into()));
         map.insert(
             "dispatcher".into(),
-            Value::String(self.dispatcher.to_string()),
+            Value::String(self.0.dispatcher.to_string()),
         );
         Ok(map)
     }
 }
 
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("id", &self.0.id)
+            .field("timestamp", &self.timestamp())
+            .field("span", &self.span())
+            .field("tags", &self.0.tags)
+            .field("dispatcher", &self.0.dispatcher)
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
 fn json_opt<T: fmt::Display>(v: Option<T>) -> Value {
     v.map_or(Value::Null, |v| Value::String(v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_stays_small_enough_for_fast_bins() {
+        // 72 bytes of envelope + 16 of `Arc` counts + a 32-byte event = 120 bytes.
+        assert_eq!(std::mem::size_of::<RecordBox<()>>(), 72);
+        assert_eq!(std::mem::align_of::<RecordBox<()>>(), 8);
+    }
+
+    #[test]
+    fn timestamps_and_spans_read_back_as_given() {
+        let ctx = SpanContext::new(
+            TraceId::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677).unwrap(),
+            SpanId::from_u64(0xfeed).unwrap(),
+        );
+        let before = Utc::now();
+        let record = Record::new(Some(ctx), None, &"t", SpanExit { id: ctx.span_id() });
+        let after = Utc::now();
+        assert_eq!(record.span(), Some(ctx));
+        assert_eq!(record.span_id(), Some(ctx.span_id()));
+        assert!(before <= record.timestamp() && record.timestamp() <= after);
+        let none = Record::new(None, None, &"t", SpanExit { id: ctx.span_id() });
+        assert_eq!(none.span(), None);
+        assert_eq!(none.span_id(), None);
+        assert_eq!(none.dispatcher(), "t");
+    }
 }

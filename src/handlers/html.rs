@@ -394,7 +394,7 @@ impl Handler for HtmlReport {
                     parent: enter.parent,
                     trace: record.span().map(|s| s.trace_id()),
                     name: enter.name.to_string(),
-                    dispatcher: record.dispatcher,
+                    dispatcher: record.dispatcher_static(),
                     start: at,
                     end: None,
                     dropped: None,

@@ -245,7 +245,7 @@ impl SpanHandler for SimpleSpanHandler {
         Some(OpenSimpleSpan {
             enter: enter.clone(),
             trace_id: record.span().map(|s| s.trace_id()),
-            dispatcher: record.dispatcher,
+            dispatcher: record.dispatcher_static(),
             start: record.timestamp(),
         })
     }
