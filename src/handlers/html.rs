@@ -341,7 +341,7 @@ fn event_json(e: &EventData, origin: DateTime<Utc>) -> Value {
 }
 
 /// JSON that can sit inside a `<script>` element: no `<`, `>` or `&` (so no `</script>` or
-/// `<!--`), and no U+2028/U+2029. These only occur inside JSON strings, where the `\uXXXX`
+/// `<!--`), and no U+2028/U+2029. These only occur inside JSON strings, where `\u003c`-style
 /// escapes mean the same characters.
 fn script_safe_json(value: &Value) -> String {
     let text = value.to_string();
