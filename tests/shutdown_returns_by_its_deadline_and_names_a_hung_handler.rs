@@ -171,16 +171,20 @@ async fn after_shutdown_emits_and_new_handlers_are_refused_with_typed_errors() {
     assert_eq!(r.seen(), [Seen::Flush, Seen::Close]);
 }
 
-/// A recorder that stalls on its first record until the gate opens.
+/// A recorder that stalls on its first record until the gate opens; `stalled` is set once it
+/// holds that record.
 struct Gated {
     inner: Recorder,
     gate: Arc<Notify>,
     first: bool,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Handler for Gated {
     async fn handle(&mut self, record: &Record) {
         if std::mem::take(&mut self.first) {
+            self.stalled
+                .store(true, std::sync::atomic::Ordering::Release);
             self.gate.notified().await;
         }
         self.inner.handle(record).await;
@@ -195,10 +199,12 @@ async fn an_emitter_waiting_for_room_is_released_by_shutdown_with_an_error() {
         .unwrap();
     let log = Recorder::new();
     let gate = Arc::new(Notify::new());
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
     d.add_handler(Gated {
         inner: log.clone(),
         gate: Arc::clone(&gate),
         first: true,
+        stalled: Arc::clone(&stalled),
     })
     .unwrap();
     // Counts the emits that returned Ok, then stops at the first error.
@@ -215,6 +221,12 @@ async fn an_emitter_waiting_for_room_is_released_by_shutdown_with_an_error() {
             (ok, None)
         }
     });
+    // Flush only once the handler holds a record, so the barrier lands behind it.
+    assert!(
+        common::wait_until(Duration::from_secs(5), || stalled
+            .load(std::sync::atomic::Ordering::Acquire))
+        .await
+    );
     let flush = tokio::spawn({
         let d = d.clone();
         async move { d.flush().await }
