@@ -842,16 +842,11 @@ impl<E: Event> Emit<'_, E> {
         self
     }
 
-    /// Builds the record if anyone listens; `Ok(None)` when no handler does.
-    fn into_record(self) -> Result<Option<Arc<Record>>, EmitError> {
-        match self.dispatcher.route() {
-            LIVE => {}
-            0 => return Ok(None),
-            _ => {
-                return Err(EmitError::ShutDown {
-                    dispatcher: self.dispatcher.name().to_owned(),
-                });
-            }
+    /// Builds the record, given the dispatcher's `route` (checked once by the caller, which
+    /// returns early when nobody listens): an error after shutdown.
+    fn into_record(self, route: u64) -> Result<Arc<Record>, EmitError> {
+        if route != LIVE {
+            return Err(self.dispatcher.shut_down_error());
         }
         let (current_span, active) = context::current_parts();
         let tags = match self.tags {
@@ -864,12 +859,12 @@ impl<E: Event> Emit<'_, E> {
             }
         };
         let span = self.span.unwrap_or(current_span);
-        Ok(Some(Record::event_record(
+        Ok(Record::event_record(
             span,
             tags,
             self.dispatcher.0.name,
             self.event,
-        )))
+        ))
     }
 
     /// Emits without waiting, from sync code or a `Drop`.
@@ -886,13 +881,12 @@ impl<E: Event> Emit<'_, E> {
     pub fn now(self) -> Result<(), EmitError> {
         let dispatcher = self.dispatcher;
         // Nobody listens: the common case in production code paths, kept to two loads.
-        if dispatcher.route() == 0 {
+        let route = dispatcher.route();
+        if route == 0 {
             return Ok(());
         }
-        if let Some(record) = self.into_record()?
-            && !dispatcher.push_now(&record)
-            && dispatcher.is_shut_down()
-        {
+        let record = self.into_record(route)?;
+        if !dispatcher.push_now(&record) && dispatcher.is_shut_down() {
             return Err(dispatcher.shut_down_error());
         }
         Ok(())
@@ -906,12 +900,12 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
     #[inline]
     fn into_future(self) -> EmitFuture {
         let dispatcher = self.dispatcher;
-        if dispatcher.route() == 0 {
+        let route = dispatcher.route();
+        if route == 0 {
             return EmitFuture { state: None };
         }
-        let record = match self.into_record() {
-            Ok(Some(record)) => record,
-            Ok(None) => return EmitFuture { state: None },
+        let record = match self.into_record(route) {
+            Ok(record) => record,
             Err(e) => {
                 return EmitFuture {
                     state: Some(Waiting::Failed(e)),
