@@ -137,6 +137,7 @@ mod channel;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod channel_model;
+mod clock;
 mod id;
 mod sync;
 
