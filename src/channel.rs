@@ -23,8 +23,27 @@
 //!   pushes fail.
 //!
 //! The lock is held only for queue bookkeeping, never across an `.await` or a handler call.
+//!
+//! # How a reader gets its records
+//!
+//! A [`Batch`] is filled in one of three ways, cheapest first:
+//!
+//! - the **only reader**, at the head of the queue, takes the records out (moves them);
+//! - a **lossless** reader among several **borrows** them: the batch holds pointers into the
+//!   records the queue owns, and the reader's cursor moves past them only at its next
+//!   `poll_recv`, after it has handled them. Until then the queue cannot trim them (it trims
+//!   only below every lossless cursor), so fan-out to N handlers touches no reference count:
+//!   N readers sharing one `Arc` would bounce its count between cores twice per reader;
+//! - a **lossy** reader among several gets its own references (`Arc` clones), because a lossy
+//!   reader never holds the queue back: what it has in hand must stay alive without it.
+//!
+//! A borrowing reader removed from outside (`remove_reader` from `Dispatcher::remove_handler`)
+//! may be in the middle of its batch: the records it has in hand are then **pinned** (cloned
+//! into the channel) until its task next polls or goes away.
 
 use std::collections::VecDeque;
+use std::ops::Deref;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -62,7 +81,11 @@ pub(crate) enum Push {
 }
 
 struct Reader {
+    /// Every record before this seq has been handled (or skipped, for a lossy reader).
     cursor: u64,
+    /// How many records from `cursor` on are lent to the reader's current batch (see the
+    /// module docs); committed at its next `poll_recv`.
+    lent: u64,
     mode: Mode,
     waker: Option<Waker>,
     /// Barriers with an id above this one are still to be acknowledged by this reader.
@@ -81,6 +104,8 @@ struct State {
     /// The seq of `queue[0]`.
     head: u64,
     readers: Vec<Option<Reader>>,
+    /// How many entries of `readers` are `Some`.
+    live_readers: usize,
     lossless_readers: usize,
     /// The smallest cursor of a lossless reader (meaningless when there is none). Kept up to
     /// date by whoever moves a lossless cursor or adds or removes a reader, so that a push
@@ -90,6 +115,9 @@ struct State {
     /// some reader is parked.
     parked: usize,
     push_waiters: Vec<Waker>,
+    /// Records lent to readers removed mid-batch, kept alive until that reader's task polls
+    /// again or drops its place (see the module docs).
+    pinned: Vec<(ReaderId, Vec<Arc<Record>>)>,
     barriers: VecDeque<Barrier>,
     next_barrier: u64,
     closed: bool,
@@ -121,11 +149,13 @@ impl State {
             .unwrap_or(tail)
     }
 
-    fn trim(&mut self) {
+    /// Removes the records no reader needs any more, moving them into `freed` so that the
+    /// caller can drop them (and free their memory) after releasing the lock.
+    fn trim(&mut self, freed: &mut Vec<Arc<Record>>) {
         let from = self.needed_from();
-        while self.head < from && self.queue.pop_front().is_some() {
-            self.head += 1;
-        }
+        let n = from.saturating_sub(self.head).min(self.queue.len() as u64) as usize;
+        freed.extend(self.queue.drain(..n));
+        self.head += n as u64;
     }
 
     /// How far the slowest lossless reader is behind the tail.
@@ -165,9 +195,25 @@ impl State {
     fn append(&mut self, record: Arc<Record>, capacity: usize, wake: &mut Vec<Waker>) {
         self.queue.push_back(record);
         if self.queue.len() > capacity {
-            self.trim();
+            // Only lossy readers (or none) let the queue grow past the bound without waiting:
+            // rare enough to free under the lock.
+            let mut freed = Vec::new();
+            self.trim(&mut freed);
         }
         self.take_reader_wakers(wake);
+    }
+
+    /// Releases what was pinned for removed reader `id` into `freed`.
+    fn unpin(&mut self, id: ReaderId, freed: &mut Vec<Arc<Record>>) {
+        if self.pinned.is_empty() {
+            return;
+        }
+        self.pinned.retain_mut(|(reader, records)| {
+            if *reader == id {
+                freed.append(records);
+            }
+            *reader != id
+        });
     }
 
     fn ack_barriers_up_to(&mut self, reader: &mut Reader, id: u64) {
@@ -187,6 +233,109 @@ impl State {
     }
 }
 
+/// What to do once the lock is released: drop records (freeing their memory) and wake tasks.
+/// Declared before the guard, so that it runs after the guard is dropped.
+#[derive(Default)]
+struct Deferred {
+    freed: Vec<Arc<Record>>,
+    wake: Vec<Waker>,
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        self.freed.clear();
+        wake_all(std::mem::take(&mut self.wake));
+    }
+}
+
+/// The records a reader gets from [`Channel::poll_recv`]; take them with [`Batch::next`].
+pub(crate) struct Batch {
+    items: VecDeque<Item>,
+}
+
+enum Item {
+    Owned(Arc<Record>),
+    /// A record the queue owns, lent until this reader's next `poll_recv` (module docs).
+    Lent(NonNull<Record>),
+}
+
+// SAFETY: an `Item` is either an `Arc<Record>` or stands for a `&Record` (it is only ever
+// dereferenced as a shared reference, see `Batch::next`), and `Record` is `Send + Sync`
+// (its payloads are), so both are safe to send to and share with another thread.
+unsafe impl Send for Item {}
+// SAFETY: as above.
+unsafe impl Sync for Item {}
+
+/// A record taken from a [`Batch`]: owned, or borrowed for as long as the batch is.
+pub(crate) enum Taken<'a> {
+    Owned(Arc<Record>),
+    Lent(&'a Record),
+}
+
+impl Deref for Taken<'_> {
+    type Target = Record;
+
+    #[inline]
+    fn deref(&self) -> &Record {
+        match self {
+            Taken::Owned(record) => record,
+            Taken::Lent(record) => record,
+        }
+    }
+}
+
+impl Batch {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Batch {
+            items: VecDeque::with_capacity(capacity),
+        }
+    }
+
+    /// The next record of the batch.
+    ///
+    /// A lent record borrows the batch, and the batch is borrowed mutably by every
+    /// `poll_recv`: so no lent record can be held across the call that ends the loan.
+    #[inline]
+    pub(crate) fn next(&mut self) -> Option<Taken<'_>> {
+        Some(match self.items.pop_front()? {
+            Item::Owned(record) => Taken::Owned(record),
+            // SAFETY: the pointer came from `Arc::as_ptr` of a record in the queue of the
+            // channel that filled this batch, lent to this batch's reader. The queue keeps
+            // that `Arc` until the reader's cursor moves past the record, which happens only
+            // in the reader's next `poll_recv` (which needs `&mut self`, so this borrow has
+            // ended), or pins a clone of it if the reader is removed meanwhile (released only
+            // when the reader's task polls again or drops its place, after this batch). The
+            // channel itself outlives the batch (the reader's task holds both, the channel
+            // longer). So the record is alive for the lifetime of this borrow, and it is only
+            // ever read through a shared reference.
+            Item::Lent(ptr) => Taken::Lent(unsafe { ptr.as_ref() }),
+        })
+    }
+
+    /// Takes every record as an owned reference (for the loom model's wrapper, whose tests
+    /// keep records past the next `poll_recv`).
+    #[cfg(loom)]
+    pub(crate) fn into_owned(&mut self) -> Vec<Arc<Record>> {
+        let mut owned = Vec::with_capacity(self.items.len());
+        while let Some(taken) = self.next() {
+            owned.push(match taken {
+                Taken::Owned(record) => record,
+                Taken::Lent(record) => {
+                    let ptr: *const Record = record;
+                    // SAFETY: `ptr` came from `Arc::as_ptr` of an `Arc<Record>` in the queue,
+                    // alive for as long as `record` is borrowed (see `next`); counting one
+                    // more reference and taking it makes an `Arc` independent of the loan.
+                    unsafe {
+                        Arc::increment_strong_count(ptr);
+                        Arc::from_raw(ptr)
+                    }
+                }
+            });
+        }
+        owned
+    }
+}
+
 fn wake_all(wakers: Vec<Waker>) {
     for w in wakers {
         w.wake();
@@ -200,10 +349,12 @@ impl Channel {
                 queue: VecDeque::with_capacity(capacity.min(1 << 16)),
                 head: 0,
                 readers: Vec::new(),
+                live_readers: 0,
                 lossless_readers: 0,
                 min_lossless_cursor: 0,
                 parked: 0,
                 push_waiters: Vec::new(),
+                pinned: Vec::new(),
                 barriers: VecDeque::new(),
                 next_barrier: 1,
                 closed: false,
@@ -226,6 +377,7 @@ impl Channel {
         }
         let reader = Reader {
             cursor: st.tail(),
+            lent: 0,
             mode,
             waker: None,
             acked_barrier: st.next_barrier - 1,
@@ -236,6 +388,7 @@ impl Channel {
         // Slots are never reused: a removed reader's task may still poll with its old id and
         // must then see `Closed`, not another reader's records.
         st.readers.push(Some(reader));
+        st.live_readers += 1;
         st.update_min_lossless_cursor();
         let id = st.readers.len() - 1;
         Some(id)
@@ -243,10 +396,24 @@ impl Channel {
 
     /// Removes a reader: it stops holding records and barriers back. Idempotent.
     pub(crate) fn remove_reader(&self, id: ReaderId) {
+        let mut deferred = Deferred::default();
         let mut st = self.lock();
         let Some(mut reader) = st.readers.get_mut(id).and_then(Option::take) else {
+            // Already removed: its task is done with whatever was pinned for it.
+            st.unpin(id, &mut deferred.freed);
             return;
         };
+        if reader.lent > 0 {
+            // Its task may be handling these right now: keep them alive for it.
+            let from = (reader.cursor - st.head) as usize;
+            let lent: Vec<_> = st
+                .queue
+                .range(from..from + reader.lent as usize)
+                .cloned()
+                .collect();
+            st.pinned.push((id, lent));
+        }
+        st.live_readers -= 1;
         if reader.mode == Mode::Lossless {
             st.lossless_readers -= 1;
         }
@@ -256,9 +423,11 @@ impl Channel {
         st.update_min_lossless_cursor();
         let last = st.next_barrier - 1;
         st.ack_barriers_up_to(&mut reader, last);
-        st.trim();
+        let mut freed = Vec::new();
+        st.trim(&mut freed);
         let mut waiters = std::mem::take(&mut st.push_waiters);
         drop(st);
+        drop(freed);
         // The reader's own task may be parked in `poll_recv`: wake it so that it sees `Closed`
         // and runs its handler's flush and close hooks instead of sleeping forever.
         waiters.extend(reader.waker.take());
@@ -288,11 +457,24 @@ impl Channel {
     /// Appends when every lossless reader has room. When one is a full capacity behind, returns
     /// [`Push::Full`] and, given a waker, registers it to be woken when room frees up.
     pub(crate) fn push(&self, record: &Arc<Record>, waker: Option<&Waker>) -> Push {
+        match self.push_owned(Arc::clone(record), waker) {
+            Ok(()) => Push::Done,
+            Err((refused, _)) => refused,
+        }
+    }
+
+    /// [`push`](Self::push), taking the caller's reference instead of a new one (one reference
+    /// count fewer to bump and drop per record); a refused record is handed back.
+    pub(crate) fn push_owned(
+        &self,
+        record: Arc<Record>,
+        waker: Option<&Waker>,
+    ) -> Result<(), (Push, Arc<Record>)> {
         let mut wake = Vec::new();
         {
             let mut st = self.lock();
             if st.closed {
-                return Push::Closed;
+                return Err((Push::Closed, record));
             }
             if st.lossless_backlog() >= self.capacity as u64 {
                 if let Some(waker) = waker
@@ -300,39 +482,49 @@ impl Channel {
                 {
                     st.push_waiters.push(waker.clone());
                 }
-                return Push::Full;
+                return Err((Push::Full, record));
             }
-            st.append(Arc::clone(record), self.capacity, &mut wake);
+            st.append(record, self.capacity, &mut wake);
         }
         wake_all(wake);
-        Push::Done
+        Ok(())
     }
 
-    /// Moves up to `max` records into `batch`, or reports a barrier, a close, or nothing yet.
+    /// Fills `batch` with up to `max` records (see the module docs for how), or reports a
+    /// barrier, a close, or nothing yet. Whatever the previous call lent to `batch` is
+    /// committed first: the caller has handled it.
     pub(crate) fn poll_recv(
         &self,
         id: ReaderId,
-        batch: &mut Vec<Arc<Record>>,
+        batch: &mut Batch,
         max: usize,
         cx: &mut Context<'_>,
     ) -> Poll<Recv> {
+        batch.items.clear();
+        let mut deferred = Deferred::default();
         let mut st = self.lock();
+        let st = &mut *st;
+        let Some(Some(reader)) = st.readers.get_mut(id) else {
+            st.unpin(id, &mut deferred.freed);
+            return Poll::Ready(Recv::Closed);
+        };
+        if reader.lent > 0 {
+            reader.cursor += std::mem::take(&mut reader.lent);
+            st.update_min_lossless_cursor();
+            st.trim(&mut deferred.freed);
+            deferred.wake.append(&mut st.push_waiters);
+        }
         let tail = st.tail();
         let head = st.head;
-        let closed = st.closed;
-        let next_barrier = {
-            let acked = match st.readers.get(id) {
-                Some(Some(r)) => r.acked_barrier,
-                _ => return Poll::Ready(Recv::Closed),
-            };
-            st.barriers
-                .iter()
-                .find(|b| b.id > acked)
-                .map(|b| (b.id, b.seq))
-        };
+        let live_readers = st.live_readers;
         let Some(Some(reader)) = st.readers.get_mut(id) else {
             return Poll::Ready(Recv::Closed);
         };
+        let next_barrier = st
+            .barriers
+            .iter()
+            .find(|b| b.id > reader.acked_barrier)
+            .map(|b| (b.id, b.seq));
         let mut dropped = 0;
         if let Mode::Lossy { capacity } = reader.mode {
             let oldest_kept = tail.saturating_sub(capacity as u64);
@@ -345,15 +537,31 @@ impl Channel {
         if reader.cursor < limit {
             let from = (reader.cursor - head) as usize;
             let n = ((limit - reader.cursor) as usize).min(max);
-            reader.cursor += n as u64;
             let lossless = reader.mode == Mode::Lossless;
-            batch.extend(st.queue.range(from..from + n).cloned());
-            if lossless {
-                st.update_min_lossless_cursor();
-                st.trim();
-                let waiters = std::mem::take(&mut st.push_waiters);
-                drop(st);
-                wake_all(waiters);
+            if from == 0 && live_readers == 1 {
+                // The only reader, at the head: take the records out.
+                reader.cursor += n as u64;
+                batch
+                    .items
+                    .extend(st.queue.drain(..n).map(Item::Owned));
+                st.head += n as u64;
+                if lossless {
+                    st.min_lossless_cursor = st.head;
+                    deferred.wake.append(&mut st.push_waiters);
+                }
+            } else if lossless {
+                // Lent: committed (and the cursor moved) at the next call.
+                reader.lent = n as u64;
+                batch.items.extend(
+                    st.queue
+                        .range(from..from + n)
+                        .map(|r| Item::Lent(NonNull::from(&**r))),
+                );
+            } else {
+                reader.cursor += n as u64;
+                batch
+                    .items
+                    .extend(st.queue.range(from..from + n).cloned().map(Item::Owned));
             }
             return Poll::Ready(Recv::Records { dropped });
         }
@@ -363,7 +571,7 @@ impl Channel {
         if let Some((barrier, _)) = next_barrier {
             return Poll::Ready(Recv::Barrier(barrier));
         }
-        if closed {
+        if st.closed {
             return Poll::Ready(Recv::Closed);
         }
         if reader.waker.replace(cx.waker().clone()).is_none() {

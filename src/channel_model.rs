@@ -76,7 +76,8 @@ impl Channel {
         }
     }
 
-    /// Takes up to `max` records for reader `id`.
+    /// Takes up to `max` records for reader `id`. What the previous call lent this reader
+    /// counts as handled from now on (as in the handler task, which calls again only then).
     pub fn poll_recv(
         &self,
         id: usize,
@@ -84,7 +85,10 @@ impl Channel {
         max: usize,
         cx: &mut Context<'_>,
     ) -> Poll<Recv> {
-        self.0.poll_recv(id, batch, max, cx).map(|r| match r {
+        let mut lent = channel::Batch::with_capacity(max);
+        let polled = self.0.poll_recv(id, &mut lent, max, cx);
+        batch.extend(lent.into_owned());
+        polled.map(|r| match r {
             channel::Recv::Records { dropped } => Recv::Records { dropped },
             channel::Recv::Barrier(id) => Recv::Barrier(id),
             channel::Recv::Closed => Recv::Closed,

@@ -925,22 +925,30 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
         }
         // Fast path: every channel has room.
         let targets = read(&dispatcher.0.targets);
+        let wait = |record, next| EmitFuture {
+            state: Some(Waiting::Room {
+                record,
+                targets: Arc::clone(&targets),
+                next,
+                dispatcher: dispatcher.clone(),
+            }),
+        };
         // Empty although `into_record` saw listeners: a shutdown has emptied them meanwhile.
-        let mut refused = targets.is_empty();
-        for (i, ch) in targets.iter().enumerate() {
-            match ch.push(&record, None) {
-                Push::Done => {}
-                Push::Closed => refused = true,
-                Push::Full => {
-                    return EmitFuture {
-                        state: Some(Waiting::Room {
-                            record,
-                            targets: Arc::clone(&targets),
-                            next: i,
-                            dispatcher: dispatcher.clone(),
-                        }),
-                    };
+        let mut refused = true;
+        if let Some((last, rest)) = targets.split_last() {
+            refused = false;
+            for (i, ch) in rest.iter().enumerate() {
+                match ch.push(&record, None) {
+                    Push::Done => {}
+                    Push::Closed => refused = true,
+                    Push::Full => return wait(record, i),
                 }
+            }
+            // The last channel takes the emitter's own reference.
+            match last.push_owned(record, None) {
+                Ok(()) => {}
+                Err((Push::Full, record)) => return wait(record, rest.len()),
+                Err(_) => refused = true,
             }
         }
         // A shutdown that began after the check in `into_record` closed a channel (or emptied

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 
-use crate::channel::{Channel, Mode, ReaderId, Recv};
+use crate::channel::{Batch, Channel, Mode, ReaderId, Recv};
 use crate::id::SpanIdMap;
 use crate::record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter};
 
@@ -416,7 +416,9 @@ pub(crate) async fn run<H: Handler>(
     counters: Arc<Counters>,
 ) {
     let guard = ReaderGuard { channel, reader };
-    let mut batch = Vec::with_capacity(BATCH);
+    // Declared after `guard`, so dropped before it: a batch's lent records are never used
+    // after the reader gives up its place.
+    let mut batch = Batch::with_capacity(BATCH);
     loop {
         let next =
             futures::future::poll_fn(|cx| guard.channel.poll_recv(reader, &mut batch, BATCH, cx))
@@ -431,10 +433,9 @@ pub(crate) async fn run<H: Handler>(
                 // set up again and the batch goes on with the next record, so a panicking
                 // record costs only itself, as before.
                 let mut delivered = 0;
-                let mut records = batch.drain(..);
                 loop {
                     let rest = async {
-                        for record in records.by_ref() {
+                        while let Some(record) = batch.next() {
                             handler.handle(&record).await;
                             delivered += 1;
                         }
@@ -444,7 +445,6 @@ pub(crate) async fn run<H: Handler>(
                         Err(payload) => counters.record_panic(&*payload),
                     }
                 }
-                drop(records);
                 counters.delivered.fetch_add(delivered, Ordering::AcqRel);
             }
             Recv::Barrier(id) => {
