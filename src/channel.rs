@@ -8,7 +8,8 @@
 //!
 //! - A **lossless** reader holds records until it has taken them. When the slowest lossless
 //!   reader is `capacity` records behind, asynchronous emitters wait for room
-//!   ([`Channel::poll_push`] returns `Pending`).
+//!   ([`Channel::push`] returns [`Push::Full`]) until it is at most half a capacity behind
+//!   (so that a waiting emitter, once woken, has room for a run of records, not one).
 //! - A **lossy** reader never holds anyone up. When it falls more than its own capacity behind,
 //!   it skips forward to the newest `capacity` records; the number skipped is counted exactly and
 //!   returned in-band with its next batch ([`Recv::Records::dropped`]).
@@ -203,6 +204,16 @@ impl State {
         self.take_reader_wakers(wake);
     }
 
+    /// Moves the waiting emitters into `wake` once the slowest lossless reader is at most half
+    /// a capacity behind. Waking them at the first free slot instead would have them take one
+    /// slot each and wait again: with several readers, every reader's batch woke them,
+    /// mostly to find the slowest reader had not moved.
+    fn release_push_waiters(&mut self, capacity: usize, wake: &mut Vec<Waker>) {
+        if !self.push_waiters.is_empty() && self.lossless_backlog() <= (capacity / 2) as u64 {
+            wake.append(&mut self.push_waiters);
+        }
+    }
+
     /// Releases what was pinned for removed reader `id` into `freed`.
     fn unpin(&mut self, id: ReaderId, freed: &mut Vec<Arc<Record>>) {
         if self.pinned.is_empty() {
@@ -235,13 +246,22 @@ impl State {
 
 /// What to do once the lock is released: drop records (freeing their memory) and wake tasks.
 /// Declared before the guard, so that it runs after the guard is dropped.
-#[derive(Default)]
-struct Deferred {
-    freed: Vec<Arc<Record>>,
+struct Deferred<'a> {
+    /// Emptied, not dropped: a reader's batch lends its buffer, so it is allocated once.
+    freed: &'a mut Vec<Arc<Record>>,
     wake: Vec<Waker>,
 }
 
-impl Drop for Deferred {
+impl<'a> Deferred<'a> {
+    fn new(freed: &'a mut Vec<Arc<Record>>) -> Self {
+        Deferred {
+            freed,
+            wake: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Deferred<'_> {
     fn drop(&mut self) {
         self.freed.clear();
         wake_all(std::mem::take(&mut self.wake));
@@ -251,6 +271,9 @@ impl Drop for Deferred {
 /// The records a reader gets from [`Channel::poll_recv`]; take them with [`Batch::next`].
 pub(crate) struct Batch {
     items: VecDeque<Item>,
+    /// Records the channel trimmed during the last `poll_recv`, dropped once its lock is
+    /// released (kept here so the buffer is not allocated anew at every call).
+    freed: Vec<Arc<Record>>,
 }
 
 enum Item {
@@ -288,6 +311,7 @@ impl Batch {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Batch {
             items: VecDeque::with_capacity(capacity),
+            freed: Vec::with_capacity(capacity),
         }
     }
 
@@ -396,11 +420,12 @@ impl Channel {
 
     /// Removes a reader: it stops holding records and barriers back. Idempotent.
     pub(crate) fn remove_reader(&self, id: ReaderId) {
-        let mut deferred = Deferred::default();
+        let mut freed = Vec::new();
+        let mut deferred = Deferred::new(&mut freed);
         let mut st = self.lock();
         let Some(mut reader) = st.readers.get_mut(id).and_then(Option::take) else {
             // Already removed: its task is done with whatever was pinned for it.
-            st.unpin(id, &mut deferred.freed);
+            st.unpin(id, deferred.freed);
             return;
         };
         if reader.lent > 0 {
@@ -423,15 +448,12 @@ impl Channel {
         st.update_min_lossless_cursor();
         let last = st.next_barrier - 1;
         st.ack_barriers_up_to(&mut reader, last);
-        let mut freed = Vec::new();
-        st.trim(&mut freed);
-        let mut waiters = std::mem::take(&mut st.push_waiters);
-        drop(st);
-        drop(freed);
+        st.trim(deferred.freed);
+        // Waiting emitters may have been held back by this reader alone.
+        deferred.wake.append(&mut st.push_waiters);
         // The reader's own task may be parked in `poll_recv`: wake it so that it sees `Closed`
         // and runs its handler's flush and close hooks instead of sleeping forever.
-        waiters.extend(reader.waker.take());
-        wake_all(waiters);
+        deferred.wake.extend(reader.waker.take());
     }
 
     /// Whether any reader is attached.
@@ -501,18 +523,18 @@ impl Channel {
         cx: &mut Context<'_>,
     ) -> Poll<Recv> {
         batch.items.clear();
-        let mut deferred = Deferred::default();
+        let mut deferred = Deferred::new(&mut batch.freed);
         let mut st = self.lock();
         let st = &mut *st;
         let Some(Some(reader)) = st.readers.get_mut(id) else {
-            st.unpin(id, &mut deferred.freed);
+            st.unpin(id, deferred.freed);
             return Poll::Ready(Recv::Closed);
         };
         if reader.lent > 0 {
             reader.cursor += std::mem::take(&mut reader.lent);
             st.update_min_lossless_cursor();
-            st.trim(&mut deferred.freed);
-            deferred.wake.append(&mut st.push_waiters);
+            st.trim(deferred.freed);
+            st.release_push_waiters(self.capacity, &mut deferred.wake);
         }
         let tail = st.tail();
         let head = st.head;
@@ -547,7 +569,7 @@ impl Channel {
                 st.head += n as u64;
                 if lossless {
                     st.min_lossless_cursor = st.head;
-                    deferred.wake.append(&mut st.push_waiters);
+                    st.release_push_waiters(self.capacity, &mut deferred.wake);
                 }
             } else if lossless {
                 // Lent: committed (and the cursor moved) at the next call.
