@@ -43,7 +43,6 @@
 //! into the channel) until its task next polls or goes away.
 
 use std::collections::VecDeque;
-use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -268,9 +267,11 @@ impl Drop for Deferred<'_> {
     }
 }
 
-/// The records a reader gets from [`Channel::poll_recv`]; take them with [`Batch::next`].
+/// The records a reader gets from [`Channel::poll_recv`]; read them with [`Batch::next`].
 pub(crate) struct Batch {
-    items: VecDeque<Item>,
+    items: Vec<Item>,
+    /// How many of `items` have been read.
+    read: usize,
     /// Records the channel trimmed during the last `poll_recv`, dropped once its lock is
     /// released (kept here so the buffer is not allocated anew at every call).
     freed: Vec<Arc<Record>>,
@@ -289,20 +290,22 @@ unsafe impl Send for Item {}
 // SAFETY: as above.
 unsafe impl Sync for Item {}
 
-/// A record taken from a [`Batch`]: owned, or borrowed for as long as the batch is.
-pub(crate) enum Taken<'a> {
-    Owned(Arc<Record>),
-    Lent(&'a Record),
-}
-
-impl Deref for Taken<'_> {
-    type Target = Record;
-
+impl Item {
     #[inline]
-    fn deref(&self) -> &Record {
+    fn record(&self) -> &Record {
         match self {
-            Taken::Owned(record) => record,
-            Taken::Lent(record) => record,
+            Item::Owned(record) => record,
+            // SAFETY: the pointer came from `Arc::as_ptr` of a record in the queue of the
+            // channel that filled this item's batch, lent to the batch's reader. The queue
+            // keeps that `Arc` until the reader's cursor moves past the record, which happens
+            // only in the reader's next `poll_recv`; that call needs the batch mutably, and
+            // clears it before anything else, so no borrow of an item outlives the loan. If the
+            // reader is removed meanwhile, the channel pins a clone of the record until the
+            // reader's task polls again or drops its place (both after this batch is done).
+            // The channel outlives the batch (the reader's task holds both, the channel
+            // longer). So the record is alive while `self` is borrowed, and it is only read
+            // through shared references.
+            Item::Lent(ptr) => unsafe { ptr.as_ref() },
         }
     }
 }
@@ -310,52 +313,49 @@ impl Deref for Taken<'_> {
 impl Batch {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Batch {
-            items: VecDeque::with_capacity(capacity),
+            items: Vec::with_capacity(capacity),
+            read: 0,
             freed: Vec::with_capacity(capacity),
         }
     }
 
-    /// The next record of the batch.
-    ///
-    /// A lent record borrows the batch, and the batch is borrowed mutably by every
-    /// `poll_recv`: so no lent record can be held across the call that ends the loan.
+    /// The next record of the batch, borrowed from the batch (so it cannot be held across
+    /// the next `poll_recv`, which ends the loan of lent records).
     #[inline]
-    pub(crate) fn next(&mut self) -> Option<Taken<'_>> {
-        Some(match self.items.pop_front()? {
-            Item::Owned(record) => Taken::Owned(record),
-            // SAFETY: the pointer came from `Arc::as_ptr` of a record in the queue of the
-            // channel that filled this batch, lent to this batch's reader. The queue keeps
-            // that `Arc` until the reader's cursor moves past the record, which happens only
-            // in the reader's next `poll_recv` (which needs `&mut self`, so this borrow has
-            // ended), or pins a clone of it if the reader is removed meanwhile (released only
-            // when the reader's task polls again or drops its place, after this batch). The
-            // channel itself outlives the batch (the reader's task holds both, the channel
-            // longer). So the record is alive for the lifetime of this borrow, and it is only
-            // ever read through a shared reference.
-            Item::Lent(ptr) => Taken::Lent(unsafe { ptr.as_ref() }),
-        })
+    pub(crate) fn next(&mut self) -> Option<&Record> {
+        let item = self.items.get(self.read)?;
+        self.read += 1;
+        Some(item.record())
+    }
+
+    /// Forgets the records of the last batch (an owned record is freed here, on the reader's
+    /// side of the lock).
+    fn clear(&mut self) {
+        self.items.clear();
+        self.read = 0;
     }
 
     /// Takes every record as an owned reference (for the loom model's wrapper, whose tests
     /// keep records past the next `poll_recv`).
     #[cfg(loom)]
     pub(crate) fn into_owned(&mut self) -> Vec<Arc<Record>> {
-        let mut owned = Vec::with_capacity(self.items.len());
-        while let Some(taken) = self.next() {
-            owned.push(match taken {
-                Taken::Owned(record) => record,
-                Taken::Lent(record) => {
-                    let ptr: *const Record = record;
+        let owned = self
+            .items
+            .drain(..)
+            .map(|item| match item {
+                Item::Owned(record) => record,
+                Item::Lent(ptr) => {
                     // SAFETY: `ptr` came from `Arc::as_ptr` of an `Arc<Record>` in the queue,
-                    // alive for as long as `record` is borrowed (see `next`); counting one
-                    // more reference and taking it makes an `Arc` independent of the loan.
+                    // alive until the reader's next `poll_recv` (see `Item::record`); counting
+                    // one more reference and taking it makes an `Arc` independent of the loan.
                     unsafe {
-                        Arc::increment_strong_count(ptr);
-                        Arc::from_raw(ptr)
+                        Arc::increment_strong_count(ptr.as_ptr().cast_const());
+                        Arc::from_raw(ptr.as_ptr().cast_const())
                     }
                 }
-            });
-        }
+            })
+            .collect();
+        self.read = 0;
         owned
     }
 }
@@ -522,7 +522,7 @@ impl Channel {
         max: usize,
         cx: &mut Context<'_>,
     ) -> Poll<Recv> {
-        batch.items.clear();
+        batch.clear();
         let mut deferred = Deferred::new(&mut batch.freed);
         let mut st = self.lock();
         let st = &mut *st;

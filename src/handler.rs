@@ -436,7 +436,7 @@ pub(crate) async fn run<H: Handler>(
                 loop {
                     let rest = async {
                         while let Some(record) = batch.next() {
-                            handler.handle(&record).await;
+                            handler.handle(record).await;
                             delivered += 1;
                         }
                     };
