@@ -269,8 +269,12 @@ impl Drop for Deferred<'_> {
 
 /// The records a reader gets from [`Channel::poll_recv`]; read them with [`Batch::next`].
 pub(crate) struct Batch {
+    /// Records taken out of the queue by its only reader (often the queue's own buffer,
+    /// swapped with this one). When not empty, `items` is.
+    taken: VecDeque<Arc<Record>>,
+    /// Records lent by the queue, or cloned from it.
     items: Vec<Item>,
-    /// How many of `items` have been read.
+    /// How many records have been read.
     read: usize,
     /// Records the channel trimmed during the last `poll_recv`, dropped once its lock is
     /// released (kept here so the buffer is not allocated anew at every call).
@@ -313,6 +317,7 @@ impl Item {
 impl Batch {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Batch {
+            taken: VecDeque::with_capacity(capacity),
             items: Vec::with_capacity(capacity),
             read: 0,
             freed: Vec::with_capacity(capacity),
@@ -323,7 +328,12 @@ impl Batch {
     /// the next `poll_recv`, which ends the loan of lent records).
     #[inline]
     pub(crate) fn next(&mut self) -> Option<&Record> {
-        let item = self.items.get(self.read)?;
+        let i = self.read;
+        if let Some(record) = self.taken.get(i) {
+            self.read += 1;
+            return Some(record);
+        }
+        let item = self.items.get(i)?;
         self.read += 1;
         Some(item.record())
     }
@@ -331,6 +341,7 @@ impl Batch {
     /// Forgets the records of the last batch (an owned record is freed here, on the reader's
     /// side of the lock).
     fn clear(&mut self) {
+        self.taken.clear();
         self.items.clear();
         self.read = 0;
     }
@@ -340,8 +351,10 @@ impl Batch {
     #[cfg(loom)]
     pub(crate) fn into_owned(&mut self) -> Vec<Arc<Record>> {
         let owned = self
-            .items
+            .taken
             .drain(..)
+            .map(Item::Owned)
+            .chain(self.items.drain(..))
             .map(|item| match item {
                 Item::Owned(record) => record,
                 Item::Lent(ptr) => {
@@ -360,7 +373,15 @@ impl Batch {
     }
 }
 
+#[inline]
 fn wake_all(wakers: Vec<Waker>) {
+    if !wakers.is_empty() {
+        wake_each(wakers);
+    }
+}
+
+#[cold]
+fn wake_each(wakers: Vec<Waker>) {
     for w in wakers {
         w.wake();
     }
@@ -561,11 +582,14 @@ impl Channel {
             let n = ((limit - reader.cursor) as usize).min(max);
             let lossless = reader.mode == Mode::Lossless;
             if from == 0 && live_readers == 1 {
-                // The only reader, at the head: take the records out.
+                // The only reader, at the head: take the records out; all of them (the common
+                // case for a reader keeping up) by swapping buffers with the queue.
                 reader.cursor += n as u64;
-                batch
-                    .items
-                    .extend(st.queue.drain(..n).map(Item::Owned));
+                if n == st.queue.len() {
+                    std::mem::swap(&mut st.queue, &mut batch.taken);
+                } else {
+                    batch.taken.extend(st.queue.drain(..n));
+                }
                 st.head += n as u64;
                 if lossless {
                     st.min_lossless_cursor = st.head;

@@ -30,7 +30,10 @@ fn numbered(n: u64) -> Numbered {
 /// Reads a record and checks that it is whole: its number and its heap text agree.
 fn read(record: &Record) -> u64 {
     let event = record.event::<Numbered>().expect("a Numbered event");
-    assert_eq!(event.text, format!("record number {} with some heap text", event.n));
+    assert_eq!(
+        event.text,
+        format!("record number {} with some heap text", event.n)
+    );
     event.n
 }
 
@@ -111,7 +114,10 @@ async fn a_handler_removed_in_the_middle_of_its_batch_reads_every_record_of_it_w
     let read = stalled_read.lock().unwrap().clone();
     assert!(!read.is_empty(), "the stalled handler read its batch");
     let expected: Vec<u64> = (0..read.len() as u64).collect();
-    assert_eq!(read, expected, "the stalled batch is the first records, in order");
+    assert_eq!(
+        read, expected,
+        "the stalled batch is the first records, in order"
+    );
     let all: Vec<u64> = (0..10_000).collect();
     assert_eq!(*first.0.lock().unwrap(), all);
     assert_eq!(*second.0.lock().unwrap(), all);
