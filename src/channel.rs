@@ -68,6 +68,8 @@ pub(crate) enum Recv {
     Barrier(u64),
     /// The channel is closed and drained.
     Closed,
+    /// Nothing to do yet, and the caller asked not to park (see [`Channel::poll_recv`]).
+    Empty,
 }
 
 pub(crate) type ReaderId = usize;
@@ -541,6 +543,7 @@ impl Channel {
         id: ReaderId,
         batch: &mut Batch,
         max: usize,
+        park: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Recv> {
         batch.clear();
@@ -619,6 +622,9 @@ impl Channel {
         }
         if st.closed {
             return Poll::Ready(Recv::Closed);
+        }
+        if !park {
+            return Poll::Ready(Recv::Empty);
         }
         if reader.waker.replace(cx.waker().clone()).is_none() {
             st.parked += 1;
