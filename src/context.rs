@@ -356,6 +356,7 @@ pub(crate) struct Swap<'a> {
 }
 
 impl<'a> Swap<'a> {
+    #[inline]
     pub(crate) fn new(ctx: &'a mut Context) -> Self {
         let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), ctx));
         Swap { ctx }
@@ -363,6 +364,7 @@ impl<'a> Swap<'a> {
 }
 
 impl Drop for Swap<'_> {
+    #[inline]
     fn drop(&mut self) {
         let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), self.ctx));
     }
