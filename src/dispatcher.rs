@@ -1113,9 +1113,9 @@ impl Slab {
 
     /// Removes the span at `slot` if it is still there; false if shutdown drained it.
     fn remove(&mut self, slot: u32, ctx: SpanContext) -> bool {
+        // The entry must hold this very span: a slot is reused only after its span ended.
         match self.entries.get_mut(slot as usize) {
-            Some(entry @ Entry::Open(..)) => {
-                debug_assert!(matches!(entry, Entry::Open(c, _) if *c == ctx));
+            Some(entry) if matches!(&*entry, Entry::Open(c, _) if *c == ctx) => {
                 *entry = Entry::Free(self.free);
                 self.free = slot;
                 true
