@@ -44,9 +44,10 @@
 //! # }
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -129,9 +130,32 @@ pub struct Context {
 pub type Extras = BTreeMap<String, String>;
 
 thread_local! {
-    static CURRENT: RefCell<Context> = const {
+    /// The context current on this thread outside every scope (what [`replace_current`] sets
+    /// there).
+    static BASE: RefCell<Context> = const {
         RefCell::new(Context { span: None, tags: None, extras: None })
     };
+    /// The context of the innermost [`Swap`] scope active on this thread, or null outside every
+    /// scope. A spanned future makes its own context current for each poll by pointing this at
+    /// it — two pointer writes — rather than moving contexts in and out of a thread-local.
+    static SCOPE: Cell<*mut Context> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Runs `f` on the context current on this thread (`None` once the thread-local is gone).
+#[inline]
+fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
+    let scope = SCOPE.with(Cell::get);
+    if !scope.is_null() {
+        // SAFETY: a non-null `SCOPE` was set by a live `Swap` on this thread from a
+        // `&'a mut Context` that the `Swap` holds for its whole life (so the context is neither
+        // moved nor freed nor accessed by other code meanwhile), and every `Swap` restores the
+        // previous pointer when it is dropped, innermost first (they are stack guards, `!Send`,
+        // and never leaked). Only this module dereferences `SCOPE`, for the length of a call that
+        // runs no user code and does not re-enter here, so this shared reference does not overlap
+        // a mutable one. (This is the pattern of the `scoped-tls` crate.)
+        return Some(f(unsafe { &*scope }));
+    }
+    BASE.try_with(|c| f(&c.borrow())).ok()
 }
 
 static NO_EXTRAS: Extras = BTreeMap::new();
@@ -142,8 +166,9 @@ impl Context {
     /// The context current on this thread: inside a spanned future or closure, that span and
     /// its tags; elsewhere, empty.
     #[doc(alias = "capture_propagation_context")]
+    #[inline]
     pub fn current() -> Context {
-        CURRENT.try_with(|c| c.borrow().clone()).unwrap_or_default()
+        with_current(Context::clone).unwrap_or_default()
     }
 
     /// An empty context: no span and no tags.
@@ -283,17 +308,12 @@ impl<'de> Deserialize<'de> for Context {
 /// assert_eq!(spanbus::current_span(), None);
 /// ```
 pub fn current_span() -> Option<SpanContext> {
-    CURRENT.try_with(|c| c.borrow().span).ok().flatten()
+    with_current(|c| c.span).flatten()
 }
 
 /// The current span and the active tags (shared), in one thread-local access.
 pub(crate) fn current_parts() -> (Option<SpanContext>, Option<Arc<Tags>>) {
-    CURRENT
-        .try_with(|c| {
-            let c = c.borrow();
-            (c.span, c.tags.clone())
-        })
-        .unwrap_or_default()
+    with_current(|c| (c.span, c.tags.clone())).unwrap_or_default()
 }
 
 /// Makes `ctx` the context current on this thread and returns the one it replaces.
@@ -303,8 +323,15 @@ pub(crate) fn current_parts() -> (Option<SpanContext>, Option<Arc<Tags>>) {
 /// RAII [`Swap`].
 #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn replace_current(ctx: Context) -> Context {
-    CURRENT
-        .try_with(|c| std::mem::replace(&mut *c.borrow_mut(), ctx))
+    let scope = SCOPE.with(Cell::get);
+    if !scope.is_null() {
+        // SAFETY: as in `with_current`: the pointer is the live, exclusively held context of the
+        // innermost `Swap` on this thread, and nothing else references it during this call.
+        // Replacing it in place is what swapping it in and out did: the scope's owner gets back
+        // the replaced context when its scope ends.
+        return std::mem::replace(unsafe { &mut *scope }, ctx);
+    }
+    BASE.try_with(|c| std::mem::replace(&mut *c.borrow_mut(), ctx))
         .unwrap_or_default()
 }
 
@@ -347,24 +374,34 @@ where
     Context::current().with_tags(tags).in_scope(f)
 }
 
-/// Swaps a context into the thread-local slot for as long as it lives, then swaps it back.
+/// Makes a context current on this thread for as long as it lives, then makes the previous one
+/// current again.
 ///
 /// Restoring happens in `Drop`, so a panic inside the scope cannot leave a foreign context
-/// behind on the thread.
+/// behind on the thread. The guard borrows the context mutably for its whole life: code in the
+/// scope reaches it only through this module (and [`replace_current`] may replace it in place,
+/// which its owner then keeps).
 pub(crate) struct Swap<'a> {
-    ctx: &'a mut Context,
+    previous: *mut Context,
+    /// Holds the borrow; also makes the guard `!Send`, so it is dropped on its own thread.
+    _scope: PhantomData<&'a mut Context>,
 }
 
 impl<'a> Swap<'a> {
+    #[inline]
     pub(crate) fn new(ctx: &'a mut Context) -> Self {
-        let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), ctx));
-        Swap { ctx }
+        let previous = SCOPE.with(|s| s.replace(ctx));
+        Swap {
+            previous,
+            _scope: PhantomData,
+        }
     }
 }
 
 impl Drop for Swap<'_> {
+    #[inline]
     fn drop(&mut self) {
-        let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), self.ctx));
+        SCOPE.with(|s| s.set(self.previous));
     }
 }
 
@@ -408,6 +445,58 @@ mod tests {
             assert!(r.is_err());
             assert_eq!(Context::current().tags()["k"], "outer");
         });
+        assert!(Context::current().tags().is_empty());
+    }
+
+    /// The current `k` tag.
+    fn tag() -> Option<String> {
+        Context::current()
+            .tags()
+            .get("k")
+            .and_then(|v| v.as_str().map(str::to_owned))
+    }
+
+    #[test]
+    fn nested_scopes_see_their_own_context_and_restore_the_outer_one() {
+        let mut outer = Context::empty().with_tags([("k", "outer")]);
+        let mut inner = Context::empty().with_tags([("k", "inner")]);
+        {
+            let _o = Swap::new(&mut outer);
+            assert_eq!(tag().as_deref(), Some("outer"));
+            {
+                let _i = Swap::new(&mut inner);
+                assert_eq!(tag().as_deref(), Some("inner"));
+                // Another thread has its own (empty) context.
+                std::thread::scope(|s| {
+                    s.spawn(|| assert!(Context::current().tags().is_empty()));
+                });
+            }
+            assert_eq!(tag().as_deref(), Some("outer"));
+        }
+        assert!(Context::current().tags().is_empty());
+        // The scopes' contexts are unchanged and usable again.
+        assert_eq!(outer.tags()["k"], "outer");
+        assert_eq!(inner.tags()["k"], "inner");
+    }
+
+    #[test]
+    fn replacing_the_current_context_inside_a_scope_replaces_the_scopes_own() {
+        let mut scoped = Context::empty().with_tags([("k", "scoped")]);
+        {
+            let _s = Swap::new(&mut scoped);
+            let previous = replace_current(Context::empty().with_tags([("k", "bridged")]));
+            assert_eq!(previous.tags()["k"], "scoped");
+            assert_eq!(tag().as_deref(), Some("bridged"));
+        }
+        // Outside the scope the thread's own context is current again; the scope's owner keeps
+        // what was current when its scope ended, as a swap in and out would have left it.
+        assert!(Context::current().tags().is_empty());
+        assert_eq!(scoped.tags()["k"], "bridged");
+        // Outside any scope the thread's base context is replaced.
+        let before = replace_current(Context::empty().with_tags([("k", "base")]));
+        assert!(before.tags().is_empty());
+        assert_eq!(tag().as_deref(), Some("base"));
+        assert_eq!(replace_current(before).tags()["k"], "base");
         assert!(Context::current().tags().is_empty());
     }
 }

@@ -391,49 +391,73 @@ impl Dispatcher {
 
     // ---- spans (used by `span.rs`) ------------------------------------------------------
 
-    /// Emits a span enter and tracks the span as open; returns whether it is tracked.
+    /// Emits a span enter and tracks the span as open; returns where it is tracked, or `None`
+    /// when it is not (nobody listens, or the dispatcher is shut down). The enter record is
+    /// built only for a tracked span.
+    #[inline]
     pub(crate) fn enter_span(
         &self,
         ctx: SpanContext,
-        tags: Option<Arc<Tags>>,
-        enter: crate::record::SpanEnter,
-    ) -> bool {
+        tags: &Option<Arc<Tags>>,
+        parent: Option<SpanContext>,
+        name: std::borrow::Cow<'static, str>,
+        args: Option<Value>,
+    ) -> Option<Tracked> {
         if self.route() != LIVE {
-            return false;
+            return None;
         }
+        self.track_and_enter(ctx, tags, parent, name, args)
+    }
+
+    fn track_and_enter(
+        &self,
+        ctx: SpanContext,
+        tags: &Option<Arc<Tags>>,
+        parent: Option<SpanContext>,
+        name: std::borrow::Cow<'static, str>,
+        args: Option<Value>,
+    ) -> Option<Tracked> {
         // Track and announce under the shard lock, re-checking shutdown there: shutdown sets
         // its flag before it drains the shards, so a span is either drained (and dropped) by
         // shutdown or never tracked — never tracked after the drain and left open forever.
-        let mut shard = self.0.open.shard(ctx);
+        let shard = OpenSpans::shard_of_this_thread();
+        let mut open = self.0.open.lock(shard);
         if self.is_shut_down() {
-            return false;
+            return None;
         }
-        shard.insert(ctx.span_id(), (ctx, tags.clone()));
-        self.push_span_record(&self.new_record(Some(ctx), tags, enter));
-        true
+        let slot = open.insert(ctx, tags.clone());
+        let enter = crate::record::SpanEnter {
+            id: ctx.span_id(),
+            parent: parent.map(|p| p.span_id()),
+            name,
+            args,
+        };
+        self.push_span_record(self.new_record(Some(ctx), tags.clone(), enter));
+        Some(Tracked { shard, slot })
     }
 
     /// Emits the exit of a tracked span, unless shutdown already dropped it.
-    pub(crate) fn exit_span(&self, ctx: SpanContext, tags: Option<Arc<Tags>>) {
+    pub(crate) fn exit_span(&self, at: Tracked, ctx: SpanContext, tags: Option<Arc<Tags>>) {
         // The shard lock is held until the record is pushed, so shutdown (which drains the
         // shards before closing any channel) cannot close the channels in between.
-        let mut shard = self.0.open.shard(ctx);
-        if shard.remove(&ctx.span_id()).is_some() {
+        let mut open = self.0.open.lock(at.shard);
+        if open.remove(at.slot, ctx) {
             let exit = crate::record::SpanExit { id: ctx.span_id() };
-            self.push_span_record(&self.new_record(Some(ctx), tags, exit));
+            self.push_span_record(self.new_record(Some(ctx), tags, exit));
         }
     }
 
     /// Emits the drop of a tracked span and its `SpanDropEvent`, unless already dropped.
     pub(crate) fn drop_span(
         &self,
+        at: Tracked,
         ctx: SpanContext,
         tags: Option<Arc<Tags>>,
         reason: DropReason,
         message: String,
     ) {
-        let mut shard = self.0.open.shard(ctx);
-        if shard.remove(&ctx.span_id()).is_some() {
+        let mut open = self.0.open.lock(at.shard);
+        if open.remove(at.slot, ctx) {
             self.push_drop(ctx, tags, reason, message, None);
         }
     }
@@ -445,18 +469,25 @@ impl Dispatcher {
     /// once the flag is set, any thread may refresh this dispatcher's targets to empty: then
     /// the record goes to the chain's open channels directly, so that a span tracked before
     /// the drain is entered and closed exactly once for its handlers.
-    fn push_span_record(&self, record: &Arc<Record>) {
+    ///
+    /// The record is moved into the last channel rather than cloned, so a span signal to one
+    /// channel costs no reference-count traffic on the emitter's side.
+    fn push_span_record(&self, record: Arc<Record>) {
         self.route();
         {
             let targets = read(&self.0.targets);
-            if !targets.is_empty() || !self.is_shut_down() {
-                for ch in targets.iter() {
-                    let _ = ch.push_now(Arc::clone(record));
+            if let Some((last, rest)) = targets.split_last() {
+                for ch in rest {
+                    let _ = ch.push_now(Arc::clone(&record));
                 }
+                let _ = last.push_now(record);
+                return;
+            }
+            if !self.is_shut_down() {
                 return;
             }
         }
-        push_to(&self.chain_channels(), record);
+        push_to(&self.chain_channels(), &record);
     }
 
     fn push_drop(
@@ -480,7 +511,7 @@ impl Dispatcher {
             Record::event_record(Some(ctx), tags, self.0.name, event),
         ];
         match to {
-            None => records.iter().for_each(|r| self.push_span_record(r)),
+            None => records.into_iter().for_each(|r| self.push_span_record(r)),
             Some(channels) => records.iter().for_each(|r| push_to(channels, r)),
         }
     }
@@ -1018,27 +1049,129 @@ impl Future for EmitFuture {
 
 // ---- open spans ---------------------------------------------------------------------------
 
+/// Shards of the open-span registry. Each thread uses one shard (assigned round-robin at its
+/// first span), so spans entered on different threads do not contend and a span's slot is
+/// usually in the cache of the core that entered it.
 const SHARDS: usize = 16;
 
-/// One shard of open spans: id → (context, tags).
-type OpenShard = crate::id::SpanIdMap<(SpanContext, Option<Arc<Tags>>)>;
+/// Where a tracked span sits in its dispatcher's registry; kept by the span's owner so that
+/// its exit finds the entry by index, without hashing, even from another thread.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tracked {
+    shard: usize,
+    slot: u32,
+}
 
 /// Spans entered on a dispatcher and not yet ended, so shutdown can drop them.
+///
+/// A span is inserted at enter and removed at its exit or drop, both under its shard's lock,
+/// which is held while the span's record is pushed. Shutdown sets the dispatcher's flag, then
+/// drains every shard under its lock: so each tracked span is ended exactly once, either by
+/// its owner or by shutdown, and a span entered after the drain is never tracked (enter checks
+/// the flag under the lock).
 #[derive(Default)]
 struct OpenSpans {
-    shards: [Mutex<OpenShard>; SHARDS],
+    shards: [Shard; SHARDS],
+}
+
+/// One shard, on its own cache line so that threads using neighbouring shards do not share it.
+#[derive(Default)]
+#[repr(align(64))]
+struct Shard(Mutex<Slab>);
+
+/// A slab of open spans: entries are reused through a free list, so a span's slot index stays
+/// valid until the span ends.
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Entry>,
+    /// The first free entry, or `NO_SLOT`.
+    free: u32,
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+enum Entry {
+    Open(SpanContext, Option<Arc<Tags>>),
+    /// Free; the next free entry, or `NO_SLOT`.
+    Free(u32),
+}
+
+impl Slab {
+    fn insert(&mut self, ctx: SpanContext, tags: Option<Arc<Tags>>) -> u32 {
+        let entry = Entry::Open(ctx, tags);
+        // `entries` starts empty with `free` zero: treat an index past the end as the end.
+        match self.entries.get_mut(self.free as usize) {
+            Some(slot) => {
+                let at = self.free;
+                self.free = match std::mem::replace(slot, entry) {
+                    Entry::Free(next) => next,
+                    // The free list only links free entries.
+                    Entry::Open(..) => unreachable!("a free-list entry is open"),
+                };
+                at
+            }
+            None => {
+                let at = self.entries.len() as u32;
+                self.entries.push(entry);
+                self.free = NO_SLOT;
+                at
+            }
+        }
+    }
+
+    /// Removes the span at `slot` if it is still there; false if shutdown drained it.
+    fn remove(&mut self, slot: u32, ctx: SpanContext) -> bool {
+        // The entry must hold this very span: a slot is reused only after its span ended.
+        match self.entries.get_mut(slot as usize) {
+            Some(entry) if matches!(&*entry, Entry::Open(c, _) if *c == ctx) => {
+                *entry = Entry::Free(self.free);
+                self.free = slot;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl OpenSpans {
-    fn shard(&self, ctx: SpanContext) -> MutexGuard<'_, OpenShard> {
-        lock(&self.shards[(ctx.span_id().to_u64() as usize) % SHARDS])
+    /// The shard this thread uses.
+    #[inline]
+    fn shard_of_this_thread() -> usize {
+        use std::cell::Cell;
+        use std::sync::atomic::AtomicUsize;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        SHARD
+            .try_with(|s| {
+                let mut shard = s.get();
+                if shard == usize::MAX {
+                    shard = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+                    s.set(shard);
+                }
+                shard
+            })
+            .unwrap_or(0)
     }
 
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Slab> {
+        lock(&self.shards[shard].0)
+    }
+
+    /// Takes every open span out. Called once shutdown has set its flag, so none is added
+    /// after; the slots of spans still held by their owners are gone, so their exits find
+    /// nothing and emit nothing.
     fn drain(&self) -> Vec<(SpanContext, Option<Arc<Tags>>)> {
-        self.shards
-            .iter()
-            .flat_map(|s| lock(s).drain().map(|(_, v)| v).collect::<Vec<_>>())
-            .collect()
+        let mut open = Vec::new();
+        for shard in &self.shards {
+            let entries = std::mem::take(&mut *lock(&shard.0)).entries;
+            open.extend(entries.into_iter().filter_map(|e| match e {
+                Entry::Open(ctx, tags) => Some((ctx, tags)),
+                Entry::Free(_) => None,
+            }));
+        }
+        open
     }
 }
 
@@ -1056,4 +1189,60 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod open_span_tests {
+    use super::*;
+    use crate::id::{SpanId, TraceId};
+
+    fn ctx() -> SpanContext {
+        SpanContext::new(TraceId::random(), SpanId::random())
+    }
+
+    #[test]
+    fn a_slab_reuses_freed_slots_and_removes_each_span_once() {
+        let mut slab = Slab::default();
+        let (a, b, c) = (ctx(), ctx(), ctx());
+        let (sa, sb, sc) = (
+            slab.insert(a, None),
+            slab.insert(b, None),
+            slab.insert(c, None),
+        );
+        assert_eq!((sa, sb, sc), (0, 1, 2));
+        assert!(slab.remove(sb, b));
+        assert!(!slab.remove(sb, b), "a span is removed once");
+        let d = ctx();
+        assert_eq!(slab.insert(d, None), sb, "the freed slot is reused");
+        assert_eq!(slab.insert(ctx(), None), 3);
+        assert!(slab.remove(sa, a));
+        assert!(slab.remove(sc, c));
+        assert!(slab.remove(sb, d));
+        assert_eq!(
+            slab.insert(ctx(), None),
+            sb,
+            "the last freed slot comes first"
+        );
+    }
+
+    #[test]
+    fn a_drain_takes_every_open_span_and_later_exits_find_nothing() {
+        let open = OpenSpans::default();
+        let mut tracked = Vec::new();
+        for shard in [0, 3, 3, SHARDS - 1] {
+            let c = ctx();
+            tracked.push((shard, open.lock(shard).insert(c, None), c));
+        }
+        let (shard, slot, c) = tracked.pop().unwrap_or_else(|| unreachable!());
+        assert!(open.lock(shard).remove(slot, c));
+        let mut drained: Vec<SpanId> = open.drain().into_iter().map(|(c, _)| c.span_id()).collect();
+        let mut expected: Vec<SpanId> = tracked.iter().map(|t| t.2.span_id()).collect();
+        drained.sort();
+        expected.sort();
+        assert_eq!(drained, expected);
+        for (shard, slot, c) in tracked {
+            assert!(!open.lock(shard).remove(slot, c));
+        }
+        assert!(open.drain().is_empty());
+    }
 }

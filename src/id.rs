@@ -16,12 +16,12 @@ thread_local! {
 }
 
 /// The next 64 random bits of this thread's generator.
+#[inline]
 pub(crate) fn random_u64() -> u64 {
     RNG.with(|state| {
         let mut s = state.get();
         if s == 0 {
-            // First use on this thread: seed from the OS. The low bit keeps the seed non-zero.
-            s = (Uuid::new_v4().as_u128() as u64) | 1;
+            s = seed();
         }
         // wyrand: https://github.com/wangyi-fudan/wyhash
         s = s.wrapping_add(0xa076_1d64_78bd_642f);
@@ -29,6 +29,12 @@ pub(crate) fn random_u64() -> u64 {
         let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
         ((t >> 64) as u64) ^ (t as u64)
     })
+}
+
+/// A generator seed for a thread's first use, from the OS. The low bit keeps it non-zero.
+#[cold]
+fn seed() -> u64 {
+    (Uuid::new_v4().as_u128() as u64) | 1
 }
 
 /// A map keyed by span id. Span ids are already uniformly random 64-bit values, so the key is
@@ -142,6 +148,7 @@ pub struct SpanId(NonZeroU64);
 
 impl SpanId {
     /// A new random span id.
+    #[inline]
     pub fn random() -> Self {
         loop {
             if let Some(id) = NonZeroU64::new(random_u64()) {
@@ -168,6 +175,7 @@ pub struct TraceId(NonZeroU128);
 
 impl TraceId {
     /// A new random trace id.
+    #[inline]
     pub fn random() -> Self {
         loop {
             let bits = (u128::from(random_u64()) << 64) | u128::from(random_u64());

@@ -63,10 +63,10 @@ use std::task::Poll;
 use serde_json::Value;
 
 use crate::context::{Context, SpanContext, Swap, WithContext};
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, Tracked};
 use crate::handler::panic_message;
 use crate::id::{SpanId, TraceId};
-use crate::record::{DropReason, SpanEnter};
+use crate::record::DropReason;
 
 /// A span that has not started yet: a name on a dispatcher, with optional arguments, tags and
 /// parent.
@@ -112,25 +112,28 @@ impl Span {
     /// Enters the span now: resolves its parent and tags from the current context, emits the
     /// enter record.
     pub(crate) fn open(self) -> Opened {
-        let current = Context::current().with_tags(self.tags);
-        let parent = self.parent.unwrap_or(current.span);
+        let Span {
+            dispatcher,
+            name,
+            args,
+            tags,
+            parent,
+        } = self;
+        let mut current = Context::current();
+        if !tags.is_empty() {
+            current = current.with_tags(tags);
+        }
+        let parent = parent.unwrap_or(current.span);
         let span = SpanContext::new(
             parent.map_or_else(TraceId::random, |p| p.trace_id()),
             SpanId::random(),
         );
-        let enter = SpanEnter {
-            id: span.span_id(),
-            parent: parent.map(|p| p.span_id()),
-            name: self.name,
-            args: self.args,
-        };
-        let tags = current.tags;
-        let tracked = self.dispatcher.enter_span(span, tags.clone(), enter);
+        let tracked = dispatcher.enter_span(span, &current.tags, parent, name, args);
         Opened {
-            dispatcher: self.dispatcher,
+            dispatcher,
             ctx: Context {
                 span: Some(span),
-                tags,
+                tags: current.tags,
                 extras: current.extras,
             },
             span,
@@ -207,26 +210,26 @@ fn run_in<R>(mut open: Opened, f: impl FnOnce() -> R, failed: impl Fn(&R) -> Opt
     }
 }
 
-/// An entered span: its context, and whether its dispatcher tracks it.
+/// An entered span: its context, and where its dispatcher tracks it (if it does).
 #[derive(Debug)]
 pub(crate) struct Opened {
     dispatcher: Dispatcher,
     pub(crate) ctx: Context,
     span: SpanContext,
-    tracked: bool,
+    tracked: Option<Tracked>,
 }
 
 impl Opened {
     pub(crate) fn exit(self) {
-        if self.tracked {
-            self.dispatcher.exit_span(self.span, self.ctx.tags);
+        if let Some(at) = self.tracked {
+            self.dispatcher.exit_span(at, self.span, self.ctx.tags);
         }
     }
 
     pub(crate) fn end(self, reason: DropReason, message: String) {
-        if self.tracked {
+        if let Some(at) = self.tracked {
             self.dispatcher
-                .drop_span(self.span, self.ctx.tags, reason, message);
+                .drop_span(at, self.span, self.ctx.tags, reason, message);
         }
     }
 
