@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs the tests that exercise spanbus's `unsafe` code under AddressSanitizer: the
-# single-allocation record (src/record.rs) and the records a channel lends to its readers
-# (src/channel.rs, `Batch`). Miri needs a nightly toolchain, which this machine
+# single-allocation record (src/record.rs), the records a channel lends to its readers
+# (src/channel.rs, `Batch`) and the current-context pointer (src/context.rs, `Swap`). Miri needs a nightly toolchain, which this machine
 # cannot fetch; ASan works on the stable toolchain with RUSTC_BOOTSTRAP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" \
-  cargo test --target x86_64-unknown-linux-gnu --target-dir target/asan \
+asan_test() {
+  RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" \
+    cargo test --target x86_64-unknown-linux-gnu --target-dir target/asan "$@"
+}
+asan_test \
   --test events_of_any_size_and_alignment_read_back_intact_and_drop_once \
-  --test a_handler_removed_mid_batch_still_reads_whole_records
+  --test a_handler_removed_mid_batch_still_reads_whole_records \
+  --test the_current_span_and_tags_follow_each_task
+asan_test --lib context::
