@@ -68,8 +68,6 @@ pub(crate) enum Recv {
     Barrier(u64),
     /// The channel is closed and drained.
     Closed,
-    /// Nothing to do yet, and the caller asked not to park (see [`Channel::poll_recv`]).
-    Empty,
 }
 
 pub(crate) type ReaderId = usize;
@@ -543,7 +541,6 @@ impl Channel {
         id: ReaderId,
         batch: &mut Batch,
         max: usize,
-        park: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Recv> {
         batch.clear();
@@ -622,9 +619,6 @@ impl Channel {
         }
         if st.closed {
             return Poll::Ready(Recv::Closed);
-        }
-        if !park {
-            return Poll::Ready(Recv::Empty);
         }
         if reader.waker.replace(cx.waker().clone()).is_none() {
             st.parked += 1;

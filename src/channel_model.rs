@@ -86,13 +86,12 @@ impl Channel {
         cx: &mut Context<'_>,
     ) -> Poll<Recv> {
         let mut lent = channel::Batch::with_capacity(max);
-        let polled = self.0.poll_recv(id, &mut lent, max, true, cx);
+        let polled = self.0.poll_recv(id, &mut lent, max, cx);
         batch.extend(lent.into_owned());
         polled.map(|r| match r {
             channel::Recv::Records { dropped } => Recv::Records { dropped },
             channel::Recv::Barrier(id) => Recv::Barrier(id),
             channel::Recv::Closed => Recv::Closed,
-            channel::Recv::Empty => unreachable!("the model always parks"),
         })
     }
 
