@@ -634,9 +634,6 @@ async fn sb_l1(d: &Dispatcher) {
     sb_l2(d).in_span(d.span("l2")).await;
 }
 
-fn micros(t: chrono::DateTime<chrono::Utc>) -> u128 {
-    t.timestamp_nanos_opt().unwrap_or(0) as u128
-}
 
 /// Records every closed span (id, parent, level, start, end); publishes at flush.
 struct SpanRecorder {
@@ -652,7 +649,7 @@ impl SpanHandler for SpanRecorder {
             enter.id,
             enter.parent,
             level_of(&enter.name),
-            micros(record.timestamp()),
+            u128::from(record.timestamp_nanos()),
         ))
     }
 
@@ -662,7 +659,7 @@ impl SpanHandler for SpanRecorder {
             parent.map_or(0, SpanId::to_u64),
             level,
             start,
-            micros(record.timestamp()),
+            u128::from(record.timestamp_nanos()),
         ));
     }
 

@@ -260,6 +260,34 @@ impl Record {
         DateTime::<Utc>::from_timestamp_nanos(i64::try_from(self.0.timestamp).unwrap_or(i64::MAX))
     }
 
+    /// When the record was emitted, in nanoseconds since the Unix epoch (UTC): the instant of
+    /// [`timestamp`](Self::timestamp) without building a calendar date, for handlers that
+    /// compute durations or export raw times.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use spanbus::{Dispatcher, Handler, Record};
+    ///
+    /// /// Keeps the time between consecutive records.
+    /// #[derive(Default)]
+    /// struct Gaps { last: Option<u64>, gaps: Vec<u64> }
+    ///
+    /// impl Handler for Gaps {
+    ///     async fn handle(&mut self, record: &Record) {
+    ///         let t = record.timestamp_nanos();
+    ///         if let Some(last) = self.last.replace(t) {
+    ///             self.gaps.push(t.saturating_sub(last));
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = Gaps::default();
+    /// ```
+    #[inline]
+    pub fn timestamp_nanos(&self) -> u64 {
+        self.0.timestamp
+    }
+
     /// The span the record belongs to: for events, the span current at emit (or the one given
     /// explicitly); for span signals, the span itself.
     #[inline]
@@ -452,6 +480,10 @@ mod tests {
         assert_eq!(record.span(), Some(ctx));
         assert_eq!(record.span_id(), Some(ctx.span_id()));
         assert!(before <= record.timestamp() && record.timestamp() <= after);
+        assert_eq!(
+            record.timestamp().timestamp_nanos_opt(),
+            Some(record.timestamp_nanos() as i64)
+        );
         let none = Record::new(None, None, &"t", SpanExit { id: ctx.span_id() });
         assert_eq!(none.span(), None);
         assert_eq!(none.span_id(), None);
