@@ -634,7 +634,6 @@ async fn sb_l1(d: &Dispatcher) {
     sb_l2(d).in_span(d.span("l2")).await;
 }
 
-
 /// Records every closed span (id, parent, level, start, end); publishes at flush.
 struct SpanRecorder {
     done: Vec<Row>,

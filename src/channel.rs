@@ -179,7 +179,7 @@ impl State {
     }
 
     /// Moves every parked reader's waker into `wake`.
-    fn take_reader_wakers(&mut self, wake: &mut Vec<Waker>) {
+    fn take_reader_wakers(&mut self, wake: &mut Wakers) {
         if self.parked == 0 {
             return;
         }
@@ -192,7 +192,7 @@ impl State {
         );
     }
 
-    fn append(&mut self, record: Arc<Record>, capacity: usize, wake: &mut Vec<Waker>) {
+    fn append(&mut self, record: Arc<Record>, capacity: usize, wake: &mut Wakers) {
         self.queue.push_back(record);
         if self.queue.len() > capacity {
             // Only lossy readers (or none) let the queue grow past the bound without waiting:
@@ -207,7 +207,7 @@ impl State {
     /// a capacity behind. Waking them at the first free slot instead would have them take one
     /// slot each and wait again: with several readers, every reader's batch woke them,
     /// mostly to find the slowest reader had not moved.
-    fn release_push_waiters(&mut self, capacity: usize, wake: &mut Vec<Waker>) {
+    fn release_push_waiters(&mut self, capacity: usize, wake: &mut Wakers) {
         if !self.push_waiters.is_empty() && self.lossless_backlog() <= (capacity / 2) as u64 {
             wake.append(&mut self.push_waiters);
         }
@@ -248,14 +248,14 @@ impl State {
 struct Deferred<'a> {
     /// Emptied, not dropped: a reader's batch lends its buffer, so it is allocated once.
     freed: &'a mut Vec<Arc<Record>>,
-    wake: Vec<Waker>,
+    wake: Wakers,
 }
 
 impl<'a> Deferred<'a> {
     fn new(freed: &'a mut Vec<Arc<Record>>) -> Self {
         Deferred {
             freed,
-            wake: Vec::new(),
+            wake: Wakers::default(),
         }
     }
 }
@@ -263,7 +263,7 @@ impl<'a> Deferred<'a> {
 impl Drop for Deferred<'_> {
     fn drop(&mut self) {
         self.freed.clear();
-        wake_all(std::mem::take(&mut self.wake));
+        std::mem::take(&mut self.wake).wake_all();
     }
 }
 
@@ -373,10 +373,42 @@ impl Batch {
     }
 }
 
-#[inline]
-fn wake_all(wakers: Vec<Waker>) {
-    if !wakers.is_empty() {
-        wake_each(wakers);
+/// Tasks to wake once the lock is released. The first is kept inline, so that waking the one
+/// parked handler of a channel (the usual case) allocates nothing.
+#[derive(Default)]
+struct Wakers {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Wakers {
+    fn extend(&mut self, wakers: impl IntoIterator<Item = Waker>) {
+        for waker in wakers {
+            if self.first.is_none() {
+                self.first = Some(waker);
+            } else {
+                self.rest.push(waker);
+            }
+        }
+    }
+
+    fn append(&mut self, wakers: &mut Vec<Waker>) {
+        if self.first.is_none() && self.rest.is_empty() {
+            // Keep the list's own buffer: no copy, no allocation.
+            std::mem::swap(&mut self.rest, wakers);
+        } else {
+            self.extend(wakers.drain(..));
+        }
+    }
+
+    #[inline]
+    fn wake_all(self) {
+        if let Some(first) = self.first {
+            first.wake();
+        }
+        if !self.rest.is_empty() {
+            wake_each(self.rest);
+        }
     }
 }
 
@@ -485,7 +517,7 @@ impl Channel {
 
     /// Appends without waiting; fails only when the channel is closed.
     pub(crate) fn push_now(&self, record: Arc<Record>) -> Result<(), Arc<Record>> {
-        let mut wake = Vec::new();
+        let mut wake = Wakers::default();
         {
             let mut st = self.lock();
             if st.closed {
@@ -493,7 +525,7 @@ impl Channel {
             }
             st.append(record, self.capacity, &mut wake);
         }
-        wake_all(wake);
+        wake.wake_all();
         Ok(())
     }
 
@@ -513,7 +545,7 @@ impl Channel {
         record: Arc<Record>,
         waker: Option<&Waker>,
     ) -> Result<(), (Push, Arc<Record>)> {
-        let mut wake = Vec::new();
+        let mut wake = Wakers::default();
         {
             let mut st = self.lock();
             if st.closed {
@@ -529,7 +561,7 @@ impl Channel {
             }
             st.append(record, self.capacity, &mut wake);
         }
-        wake_all(wake);
+        wake.wake_all();
         Ok(())
     }
 
@@ -638,7 +670,7 @@ impl Channel {
     /// Places a flush barrier at the current tail. The receiver resolves once every reader
     /// present now has handled everything before it and flushed (or has been removed).
     pub(crate) fn barrier(&self) -> Option<oneshot::Receiver<()>> {
-        let mut wake = Vec::new();
+        let mut wake = Wakers::default();
         let rx = {
             let mut st = self.lock();
             let pending = st.readers().count();
@@ -658,7 +690,7 @@ impl Channel {
             st.take_reader_wakers(&mut wake);
             rx
         };
-        wake_all(wake);
+        wake.wake_all();
         Some(rx)
     }
 
@@ -667,11 +699,11 @@ impl Channel {
         let (readers, pushers) = {
             let mut st = self.lock();
             st.closed = true;
-            let mut readers = Vec::new();
+            let mut readers = Wakers::default();
             st.take_reader_wakers(&mut readers);
             (readers, std::mem::take(&mut st.push_waiters))
         };
-        wake_all(readers);
-        wake_all(pushers);
+        readers.wake_all();
+        wake_each(pushers);
     }
 }

@@ -503,10 +503,10 @@ impl<H: SpanHandler> Handler for Spans<H> {
     async fn handle(&mut self, record: &Record) {
         match record.kind() {
             RecordKind::SpanEnter(enter) => {
-                if !self.open.contains_key(&enter.id)
+                if let std::collections::hash_map::Entry::Vacant(slot) = self.open.entry(enter.id)
                     && let Some(span) = self.handler.new_span(enter, record)
                 {
-                    self.open.insert(enter.id, span);
+                    slot.insert(span);
                 }
             }
             RecordKind::SpanExit(exit) => {
