@@ -8,31 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spanbus::{Dispatcher, Handler, Record, RecordKind, SpanFutureExt, SpanId};
+use spanbus::{Dispatcher, SpanFutureExt};
 
-/// Per span id: (enters, ends, ends seen before the enter).
-type Counts = HashMap<SpanId, (u32, u32, u32)>;
-
-struct Recorder(Arc<Mutex<Counts>>);
-
-impl Handler for Recorder {
-    async fn handle(&mut self, record: &Record) {
-        let (id, enter) = match record.kind() {
-            RecordKind::SpanEnter(e) => (e.id, true),
-            RecordKind::SpanExit(e) => (e.id, false),
-            RecordKind::SpanDrop(e) => (e.id, false),
-            _ => return,
-        };
-        let mut map = self.0.lock().unwrap();
-        let entry = map.entry(id).or_default();
-        if enter {
-            entry.0 += 1;
-        } else {
-            entry.1 += 1;
-            entry.2 += u32::from(entry.0 == 0);
-        }
-    }
-}
+mod support;
+use support::SpanEnds as Recorder;
 
 async fn one_round(round: u32) -> (usize, usize, usize) {
     let d = Dispatcher::new("reliability.span_race").unwrap();

@@ -121,3 +121,26 @@ pub fn recorded(name: &str) -> (Dispatcher, Spans, Events) {
     d.add_event_handler(events.clone()).unwrap();
     (d, spans, events)
 }
+
+/// Counts, per span id, its enters, its ends (exit or drop) and the ends seen before its enter:
+/// each span must come out as `(1, 1, 0)`.
+pub struct SpanEnds(pub Arc<Mutex<std::collections::HashMap<SpanId, (u32, u32, u32)>>>);
+
+impl spanbus::Handler for SpanEnds {
+    async fn handle(&mut self, record: &Record) {
+        let (id, enter) = match record.kind() {
+            spanbus::RecordKind::SpanEnter(e) => (e.id, true),
+            spanbus::RecordKind::SpanExit(e) => (e.id, false),
+            spanbus::RecordKind::SpanDrop(e) => (e.id, false),
+            _ => return,
+        };
+        let mut map = self.0.lock().unwrap();
+        let entry = map.entry(id).or_default();
+        if enter {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+            entry.2 += u32::from(entry.0 == 0);
+        }
+    }
+}
