@@ -122,9 +122,12 @@ pub fn recorded(name: &str) -> (Dispatcher, Spans, Events) {
     (d, spans, events)
 }
 
+/// Per span id: (enters, ends, ends seen before the enter).
+pub type EndCounts = std::collections::HashMap<SpanId, (u32, u32, u32)>;
+
 /// Counts, per span id, its enters, its ends (exit or drop) and the ends seen before its enter:
 /// each span must come out as `(1, 1, 0)`.
-pub struct SpanEnds(pub Arc<Mutex<std::collections::HashMap<SpanId, (u32, u32, u32)>>>);
+pub struct SpanEnds(pub Arc<Mutex<EndCounts>>);
 
 impl spanbus::Handler for SpanEnds {
     async fn handle(&mut self, record: &Record) {
