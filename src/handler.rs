@@ -202,8 +202,9 @@ pub trait SpanHandler: Send + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Delivery {
     /// The handler sees every record. When it is a full channel's capacity behind, emitters
-    /// using `.await` wait for room; synchronous emitters never wait (the channel overruns its
-    /// bound instead, so nothing is lost).
+    /// using `.await` wait for room, until it is at most half a capacity behind; synchronous
+    /// emitters never wait (the channel overruns its bound instead, so nothing is lost). Besides
+    /// what is queued, a handler holds the batch it is working through (up to 1,024 records).
     #[default]
     Lossless,
     /// The handler never slows emitters. When it falls more than `capacity` records behind, it
