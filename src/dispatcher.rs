@@ -59,6 +59,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::Poll;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use serde_json::Value;
@@ -109,7 +110,10 @@ struct Inner {
     capacity: usize,
     /// `(topology generation << 2) | SHUT | LIVE`, as of the last refresh of `targets`.
     route: AtomicU64,
-    targets: RwLock<Arc<[Arc<Channel>]>>,
+    /// The channels records go to, replaced whole by `refresh` (under `refreshing`) and read
+    /// without locking by every emit.
+    targets: ArcSwap<Vec<Arc<Channel>>>,
+    refreshing: Mutex<()>,
     hub: Mutex<Hub>,
     open: OpenSpans,
     shut_down: AtomicBool,
@@ -240,7 +244,8 @@ impl Dispatcher {
             propagate: AtomicBool::new(propagate),
             capacity,
             route: AtomicU64::new(0),
-            targets: RwLock::new(Arc::from(Vec::new())),
+            targets: ArcSwap::from_pointee(Vec::new()),
+            refreshing: Mutex::new(()),
             hub: Mutex::new(Hub::default()),
             open: OpenSpans::default(),
             shut_down: AtomicBool::new(false),
@@ -327,7 +332,7 @@ impl Dispatcher {
 
     #[cold]
     fn refresh(&self, generation: u64) -> u64 {
-        let mut targets = write(&self.0.targets);
+        let _refreshing = lock(&self.0.refreshing);
         let shut = self.is_shut_down();
         let channels = if shut {
             Vec::new()
@@ -335,7 +340,7 @@ impl Dispatcher {
             self.chain_channels()
         };
         let bits = if shut { SHUT } else { 0 } | if channels.is_empty() { 0 } else { LIVE };
-        *targets = channels.into();
+        self.0.targets.store(Arc::new(channels));
         self.0
             .route
             .store((generation << 2) | bits, Ordering::Release);
@@ -366,7 +371,7 @@ impl Dispatcher {
     /// Returns whether the record got into every channel, and there was at least one (a
     /// channel refuses once closed; shutdown empties the targets).
     fn push_now(&self, record: &Arc<Record>) -> bool {
-        let targets = read(&self.0.targets);
+        let targets = self.0.targets.load();
         let mut all = !targets.is_empty();
         for ch in targets.iter() {
             all &= ch.push_now(Arc::clone(record)).is_ok();
@@ -475,7 +480,7 @@ impl Dispatcher {
     fn push_span_record(&self, record: Arc<Record>) {
         self.route();
         {
-            let targets = read(&self.0.targets);
+            let targets = self.0.targets.load();
             if let Some((last, rest)) = targets.split_last() {
                 for ch in rest {
                     let _ = ch.push_now(Arc::clone(&record));
@@ -955,7 +960,7 @@ impl<'a, E: Event> IntoFuture for Emit<'a, E> {
             return EmitFuture { state };
         }
         // Fast path: every channel has room.
-        let targets = read(&dispatcher.0.targets);
+        let targets = dispatcher.0.targets.load();
         let wait = |record, next| EmitFuture {
             state: Some(Waiting::Room {
                 record,
@@ -1003,7 +1008,7 @@ enum Waiting {
     Failed(EmitError),
     Room {
         record: Arc<Record>,
-        targets: Arc<[Arc<Channel>]>,
+        targets: Arc<Vec<Arc<Channel>>>,
         next: usize,
         dispatcher: Dispatcher,
     },
