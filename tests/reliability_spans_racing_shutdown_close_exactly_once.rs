@@ -45,13 +45,7 @@ async fn one_round(round: u32) -> (usize, usize, usize) {
         w.await.unwrap();
     }
     assert!(report.handlers.iter().all(|h| !h.timed_out));
-    let seen = seen.lock().unwrap();
-    let unclosed = seen.values().filter(|(e, c, _)| *e == 1 && *c == 0).count();
-    let broken = seen
-        .values()
-        .filter(|(e, c, early)| *e != 1 || *c > 1 || *early > 0)
-        .count();
-    (seen.len(), unclosed, broken)
+    support::tally_span_ends(&seen.lock().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

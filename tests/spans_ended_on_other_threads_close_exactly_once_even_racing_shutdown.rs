@@ -67,14 +67,9 @@ fn run_round(rt: &tokio::runtime::Runtime, spans_before_shutdown: u64) -> [u64; 
         t.join().unwrap();
     }
     assert!(report.handlers.iter().all(|h| !h.timed_out));
-    let seen = seen.lock().unwrap();
-    let unclosed = seen.values().filter(|(e, c, _)| *e == 1 && *c == 0).count();
-    let broken = seen
-        .values()
-        .filter(|(e, c, early)| *e != 1 || *c > 1 || *early > 0)
-        .count();
+    let (total, unclosed, broken) = support::tally_span_ends(&seen.lock().unwrap());
     [
-        seen.len() as u64,
+        total as u64,
         unclosed as u64,
         broken as u64,
         report.spans_dropped,

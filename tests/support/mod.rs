@@ -147,3 +147,14 @@ impl spanbus::Handler for SpanEnds {
         }
     }
 }
+
+/// `(spans seen, spans entered but never ended, spans entered or ended other than exactly once
+/// in that order)` of a [`SpanEnds`] count.
+pub fn tally_span_ends(seen: &EndCounts) -> (usize, usize, usize) {
+    let unclosed = seen.values().filter(|(e, c, _)| *e == 1 && *c == 0).count();
+    let broken = seen
+        .values()
+        .filter(|(e, c, early)| *e != 1 || *c > 1 || *early > 0)
+        .count();
+    (seen.len(), unclosed, broken)
+}
