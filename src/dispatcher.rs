@@ -1104,18 +1104,17 @@ enum Entry {
 impl Slab {
     fn insert(&mut self, ctx: SpanContext, tags: Option<Arc<Tags>>) -> u32 {
         let entry = Entry::Open(ctx, tags);
-        // `entries` starts empty with `free` zero: treat an index past the end as the end.
+        // `entries` starts empty with `free` zero: treat an index past the end as the end. (The
+        // free list only links free entries; an open one there would be appended past, too.)
         match self.entries.get_mut(self.free as usize) {
-            Some(slot) => {
+            Some(slot) if matches!(slot, Entry::Free(_)) => {
                 let at = self.free;
-                self.free = match std::mem::replace(slot, entry) {
-                    Entry::Free(next) => next,
-                    // The free list only links free entries.
-                    Entry::Open(..) => unreachable!("a free-list entry is open"),
-                };
+                if let Entry::Free(next) = std::mem::replace(slot, entry) {
+                    self.free = next;
+                }
                 at
             }
-            None => {
+            _ => {
                 let at = self.entries.len() as u32;
                 self.entries.push(entry);
                 self.free = NO_SLOT;
