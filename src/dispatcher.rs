@@ -609,6 +609,9 @@ impl Dispatcher {
             ));
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| HandlerError::NoRuntime)?;
+        // Records are made only once a handler listens: calibrate the record clock now (about
+        // a millisecond, once per process), at setup, rather than in the first emit.
+        crate::clock::calibrate();
         let shut_down = || HandlerError::ShutDown {
             dispatcher: self.name().to_owned(),
         };
