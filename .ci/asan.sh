@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Runs the tests that exercise spanbus's `unsafe` code under AddressSanitizer: the
-# single-allocation record (src/record.rs), the records a channel lends to its readers
-# (src/channel.rs, `Batch`) and the current-context pointer (src/context.rs, `Swap`). Miri needs a nightly toolchain, which this machine
-# cannot fetch; ASan works on the stable toolchain with RUSTC_BOOTSTRAP=1.
+# single-block record and its reference count (src/record.rs, `RecordRef`), the record pool
+# (src/pool.rs; `--cfg spanbus_asan` poisons pooled blocks, so a record used after its last
+# reference is gone is reported although its memory stays in the pool), the records a channel
+# lends to its readers (src/channel.rs, `Batch`) and the current-context pointer
+# (src/context.rs, `Swap`). Miri needs a nightly toolchain, which this machine cannot fetch;
+# ASan works on the stable toolchain with RUSTC_BOOTSTRAP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 asan_test() {
-  RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" \
+  RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address --cfg spanbus_asan" \
     cargo test --target x86_64-unknown-linux-gnu --target-dir target/asan "$@"
 }
 asan_test \
   --test events_of_any_size_and_alignment_read_back_intact_and_drop_once \
   --test a_handler_removed_mid_batch_still_reads_whole_records \
   --test the_current_span_and_tags_follow_each_task
-asan_test --lib context::
+asan_test --lib -- context:: pool:: record::

@@ -34,8 +34,8 @@
 //!   records the queue owns, and the reader's cursor moves past them only at its next
 //!   `poll_recv`, after it has handled them. Until then the queue cannot trim them (it trims
 //!   only below every lossless cursor), so fan-out to N handlers touches no reference count:
-//!   N readers sharing one `Arc` would bounce its count between cores twice per reader;
-//! - a **lossy** reader among several gets its own references (`Arc` clones), because a lossy
+//!   N readers sharing one reference count would bounce it between cores twice per reader;
+//! - a **lossy** reader among several gets its own references (counted clones), because a lossy
 //!   reader never holds the queue back: what it has in hand must stay alive without it.
 //!
 //! A borrowing reader removed from outside (`remove_reader` from `Dispatcher::remove_handler`)
@@ -43,13 +43,11 @@
 //! into the channel) until its task next polls or goes away.
 
 use std::collections::VecDeque;
-use std::ptr::NonNull;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::oneshot;
 
-use crate::record::Record;
+use crate::record::{Lent, Record, RecordRef};
 use crate::sync::{Mutex, MutexGuard};
 
 /// A reader's delivery mode.
@@ -100,7 +98,7 @@ struct Barrier {
 }
 
 struct State {
-    queue: VecDeque<Arc<Record>>,
+    queue: VecDeque<RecordRef>,
     /// The seq of `queue[0]`.
     head: u64,
     readers: Vec<Option<Reader>>,
@@ -117,7 +115,7 @@ struct State {
     push_waiters: Vec<Waker>,
     /// Records lent to readers removed mid-batch, kept alive until that reader's task polls
     /// again or drops its place (see the module docs).
-    pinned: Vec<(ReaderId, Vec<Arc<Record>>)>,
+    pinned: Vec<(ReaderId, Vec<RecordRef>)>,
     barriers: VecDeque<Barrier>,
     next_barrier: u64,
     closed: bool,
@@ -151,7 +149,7 @@ impl State {
 
     /// Removes the records no reader needs any more, moving them into `freed` so that the
     /// caller can drop them (and free their memory) after releasing the lock.
-    fn trim(&mut self, freed: &mut Vec<Arc<Record>>) {
+    fn trim(&mut self, freed: &mut Vec<RecordRef>) {
         let from = self.needed_from();
         let n = from.saturating_sub(self.head).min(self.queue.len() as u64) as usize;
         freed.extend(self.queue.drain(..n));
@@ -192,7 +190,7 @@ impl State {
         );
     }
 
-    fn append(&mut self, record: Arc<Record>, capacity: usize, wake: &mut Wakers) {
+    fn append(&mut self, record: RecordRef, capacity: usize, wake: &mut Wakers) {
         self.queue.push_back(record);
         if self.queue.len() > capacity {
             // Only lossy readers (or none) let the queue grow past the bound without waiting:
@@ -214,7 +212,7 @@ impl State {
     }
 
     /// Releases what was pinned for removed reader `id` into `freed`.
-    fn unpin(&mut self, id: ReaderId, freed: &mut Vec<Arc<Record>>) {
+    fn unpin(&mut self, id: ReaderId, freed: &mut Vec<RecordRef>) {
         if self.pinned.is_empty() {
             return;
         }
@@ -247,12 +245,12 @@ impl State {
 /// Declared before the guard, so that it runs after the guard is dropped.
 struct Deferred<'a> {
     /// Emptied, not dropped: a reader's batch lends its buffer, so it is allocated once.
-    freed: &'a mut Vec<Arc<Record>>,
+    freed: &'a mut Vec<RecordRef>,
     wake: Wakers,
 }
 
 impl<'a> Deferred<'a> {
-    fn new(freed: &'a mut Vec<Arc<Record>>) -> Self {
+    fn new(freed: &'a mut Vec<RecordRef>) -> Self {
         Deferred {
             freed,
             wake: Wakers::default(),
@@ -271,23 +269,23 @@ impl Drop for Deferred<'_> {
 pub(crate) struct Batch {
     /// Records taken out of the queue by its only reader (often the queue's own buffer,
     /// swapped with this one). When not empty, `items` is.
-    taken: VecDeque<Arc<Record>>,
+    taken: VecDeque<RecordRef>,
     /// Records lent by the queue, or cloned from it.
     items: Vec<Item>,
     /// How many records have been read.
     read: usize,
     /// Records the channel trimmed during the last `poll_recv`, dropped once its lock is
     /// released (kept here so the buffer is not allocated anew at every call).
-    freed: Vec<Arc<Record>>,
+    freed: Vec<RecordRef>,
 }
 
 enum Item {
-    Owned(Arc<Record>),
+    Owned(RecordRef),
     /// A record the queue owns, lent until this reader's next `poll_recv` (module docs).
-    Lent(NonNull<Record>),
+    Lent(Lent),
 }
 
-// SAFETY: an `Item` is either an `Arc<Record>` or stands for a `&Record` (it is only ever
+// SAFETY: an `Item` is either a `RecordRef` or stands for a `&Record` (it is only ever
 // dereferenced as a shared reference, see `Batch::next`), and `Record` is `Send + Sync`
 // (its payloads are), so both are safe to send to and share with another thread.
 unsafe impl Send for Item {}
@@ -299,9 +297,8 @@ impl Item {
     fn record(&self) -> &Record {
         match self {
             Item::Owned(record) => record,
-            // SAFETY: the pointer came from `Arc::as_ptr` of a record in the queue of the
-            // channel that filled this item's batch, lent to the batch's reader. The queue
-            // keeps that `Arc` until the reader's cursor moves past the record, which happens
+            // SAFETY: lent by a `RecordRef` in the queue of the channel that filled this
+            // item's batch, to the batch's reader. The queue keeps that reference until the reader's cursor moves past the record, which happens
             // only in the reader's next `poll_recv`; that call needs the batch mutably, and
             // clears it before anything else, so no borrow of an item outlives the loan. If the
             // reader is removed meanwhile, the channel pins a clone of the record until the
@@ -309,7 +306,7 @@ impl Item {
             // The channel outlives the batch (the reader's task holds both, the channel
             // longer). So the record is alive while `self` is borrowed, and it is only read
             // through shared references.
-            Item::Lent(ptr) => unsafe { ptr.as_ref() },
+            Item::Lent(lent) => unsafe { lent.get() },
         }
     }
 }
@@ -349,7 +346,7 @@ impl Batch {
     /// Takes every record as an owned reference (for the loom model's wrapper, whose tests
     /// keep records past the next `poll_recv`).
     #[cfg(loom)]
-    pub(crate) fn into_owned(&mut self) -> Vec<Arc<Record>> {
+    pub(crate) fn into_owned(&mut self) -> Vec<RecordRef> {
         let owned = self
             .taken
             .drain(..)
@@ -357,15 +354,9 @@ impl Batch {
             .chain(self.items.drain(..))
             .map(|item| match item {
                 Item::Owned(record) => record,
-                Item::Lent(ptr) => {
-                    // SAFETY: `ptr` came from `Arc::as_ptr` of an `Arc<Record>` in the queue,
-                    // alive until the reader's next `poll_recv` (see `Item::record`); counting
-                    // one more reference and taking it makes an `Arc` independent of the loan.
-                    unsafe {
-                        Arc::increment_strong_count(ptr.as_ptr().cast_const());
-                        Arc::from_raw(ptr.as_ptr().cast_const())
-                    }
-                }
+                // SAFETY: lent by a `RecordRef` in the queue, alive until the reader's next
+                // `poll_recv` (see `Item::record`).
+                Item::Lent(lent) => unsafe { lent.to_counted() },
             })
             .collect();
         self.read = 0;
@@ -516,7 +507,7 @@ impl Channel {
     }
 
     /// Appends without waiting; fails only when the channel is closed.
-    pub(crate) fn push_now(&self, record: Arc<Record>) -> Result<(), Arc<Record>> {
+    pub(crate) fn push_now(&self, record: RecordRef) -> Result<(), RecordRef> {
         let mut wake = Wakers::default();
         {
             let mut st = self.lock();
@@ -531,8 +522,8 @@ impl Channel {
 
     /// Appends when every lossless reader has room. When one is a full capacity behind, returns
     /// [`Push::Full`] and, given a waker, registers it to be woken when room frees up.
-    pub(crate) fn push(&self, record: &Arc<Record>, waker: Option<&Waker>) -> Push {
-        match self.push_owned(Arc::clone(record), waker) {
+    pub(crate) fn push(&self, record: &RecordRef, waker: Option<&Waker>) -> Push {
+        match self.push_owned(record.clone(), waker) {
             Ok(()) => Push::Done,
             Err((refused, _)) => refused,
         }
@@ -542,9 +533,9 @@ impl Channel {
     /// count fewer to bump and drop per record); a refused record is handed back.
     pub(crate) fn push_owned(
         &self,
-        record: Arc<Record>,
+        record: RecordRef,
         waker: Option<&Waker>,
-    ) -> Result<(), (Push, Arc<Record>)> {
+    ) -> Result<(), (Push, RecordRef)> {
         let mut wake = Wakers::default();
         {
             let mut st = self.lock();
@@ -630,11 +621,9 @@ impl Channel {
             } else if lossless {
                 // Lent: committed (and the cursor moved) at the next call.
                 reader.lent = n as u64;
-                batch.items.extend(
-                    st.queue
-                        .range(from..from + n)
-                        .map(|r| Item::Lent(NonNull::from(&**r))),
-                );
+                batch
+                    .items
+                    .extend(st.queue.range(from..from + n).map(|r| Item::Lent(r.lend())));
             } else {
                 reader.cursor += n as u64;
                 batch

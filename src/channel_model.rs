@@ -1,14 +1,13 @@
 //! A public face of the crate-private broadcast channel, compiled only under `--cfg loom` so
 //! that `tests/loom_channel.rs` can drive the channel protocol directly. Not part of the API.
 
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::oneshot;
 
 use crate::channel::{self, Mode};
 use crate::event::Event;
-use crate::record::Record;
+use crate::record::{Record, RecordRef};
 
 /// What a reader gets from [`Channel::poll_recv`] (mirrors the internal type).
 #[derive(Debug, PartialEq, Eq)]
@@ -38,9 +37,21 @@ pub enum Push {
 /// The broadcast channel.
 pub struct Channel(channel::Channel);
 
+/// A counted reference to a record (the crate's internal `RecordRef`).
+#[derive(Clone, Debug)]
+pub struct Rec(RecordRef);
+
+impl std::ops::Deref for Rec {
+    type Target = Record;
+
+    fn deref(&self) -> &Record {
+        &self.0
+    }
+}
+
 /// An event record carrying `event`, attributed to no span.
-pub fn record<E: Event>(event: E) -> Arc<Record> {
-    Record::event_record(None, None, &"loom", event)
+pub fn record<E: Event>(event: E) -> Rec {
+    Rec(Record::event_record(None, None, &"loom", event))
 }
 
 impl Channel {
@@ -63,13 +74,13 @@ impl Channel {
     }
 
     /// Appends without waiting; `false` when closed.
-    pub fn push_now(&self, record: Arc<Record>) -> bool {
-        self.0.push_now(record).is_ok()
+    pub fn push_now(&self, record: Rec) -> bool {
+        self.0.push_now(record.0).is_ok()
     }
 
     /// Appends if every lossless reader has room.
-    pub fn push(&self, record: &Arc<Record>, waker: Option<&Waker>) -> Push {
-        match self.0.push(record, waker) {
+    pub fn push(&self, record: &Rec, waker: Option<&Waker>) -> Push {
+        match self.0.push(&record.0, waker) {
             channel::Push::Done => Push::Done,
             channel::Push::Full => Push::Full,
             channel::Push::Closed => Push::Closed,
@@ -81,13 +92,13 @@ impl Channel {
     pub fn poll_recv(
         &self,
         id: usize,
-        batch: &mut Vec<Arc<Record>>,
+        batch: &mut Vec<Rec>,
         max: usize,
         cx: &mut Context<'_>,
     ) -> Poll<Recv> {
         let mut lent = channel::Batch::with_capacity(max);
         let polled = self.0.poll_recv(id, &mut lent, max, cx);
-        batch.extend(lent.into_owned());
+        batch.extend(lent.into_owned().into_iter().map(Rec));
         polled.map(|r| match r {
             channel::Recv::Records { dropped } => Recv::Records { dropped },
             channel::Recv::Barrier(id) => Recv::Barrier(id),

@@ -74,7 +74,7 @@ use crate::handler::{
     self, Counters, EventHandler, Events, Handler, HandlerId, HandlerOptions, HandlerStats,
     SpanHandler, Spans,
 };
-use crate::record::{DropReason, Payload, Record, SpanDrop, Tags};
+use crate::record::{DropReason, Payload, Record, RecordRef, SpanDrop, Tags};
 use crate::shutdown::{HandlerReport, ShutdownReport};
 use crate::span::Span;
 
@@ -370,11 +370,11 @@ impl Dispatcher {
     /// Pushes without waiting to every target; used for span signals and sync emission.
     /// Returns whether the record got into every channel, and there was at least one (a
     /// channel refuses once closed; shutdown empties the targets).
-    fn push_now(&self, record: &Arc<Record>) -> bool {
+    fn push_now(&self, record: &RecordRef) -> bool {
         let targets = self.0.targets.load();
         let mut all = !targets.is_empty();
         for ch in targets.iter() {
-            all &= ch.push_now(Arc::clone(record)).is_ok();
+            all &= ch.push_now(record.clone()).is_ok();
         }
         all
     }
@@ -390,8 +390,8 @@ impl Dispatcher {
         span: Option<SpanContext>,
         tags: Option<Arc<Tags>>,
         payload: P,
-    ) -> Arc<Record> {
-        Record::new(span, tags, self.0.name, payload)
+    ) -> RecordRef {
+        Record::alloc(span, tags, self.0.name, payload)
     }
 
     // ---- spans (used by `span.rs`) ------------------------------------------------------
@@ -479,13 +479,13 @@ impl Dispatcher {
     ///
     /// The record is moved into the last channel rather than cloned, so a span signal to one
     /// channel costs no reference-count traffic on the emitter's side.
-    fn push_span_record(&self, record: Arc<Record>) {
+    fn push_span_record(&self, record: RecordRef) {
         self.route();
         {
             let targets = self.0.targets.load();
             if let Some((last, rest)) = targets.split_last() {
                 for ch in rest {
-                    let _ = ch.push_now(Arc::clone(&record));
+                    let _ = ch.push_now(record.clone());
                 }
                 let _ = last.push_now(record);
                 return;
@@ -804,9 +804,9 @@ impl Dispatcher {
 }
 
 /// Pushes `record` without waiting to each of `channels`.
-fn push_to(channels: &[Arc<Channel>], record: &Arc<Record>) {
+fn push_to(channels: &[Arc<Channel>], record: &RecordRef) {
     for ch in channels {
-        let _ = ch.push_now(Arc::clone(record));
+        let _ = ch.push_now(record.clone());
     }
 }
 
@@ -885,7 +885,7 @@ impl<E: Event> Emit<'_, E> {
 
     /// Builds the record, given the dispatcher's `route` (checked once by the caller, which
     /// returns early when nobody listens): an error after shutdown.
-    fn into_record(self, route: u64) -> Result<Arc<Record>, EmitError> {
+    fn into_record(self, route: u64) -> Result<RecordRef, EmitError> {
         if route != LIVE {
             return Err(self.dispatcher.shut_down_error());
         }
@@ -1012,7 +1012,7 @@ pub struct EmitFuture {
 enum Waiting {
     Failed(EmitError),
     Room {
-        record: Arc<Record>,
+        record: RecordRef,
         targets: Arc<Vec<Arc<Channel>>>,
         next: usize,
         dispatcher: Dispatcher,

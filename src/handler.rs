@@ -536,7 +536,7 @@ impl<H: SpanHandler> Handler for Spans<H> {
                 reason: DropReason::Shutdown,
                 message: "handler closed with the span still open".to_owned(),
             };
-            let record = Record::new(None, None, &"", drop.clone());
+            let record = Record::alloc(None, None, &"", drop.clone());
             self.handler.prepare_to_drop_span(span, &drop, &record);
         }
         self.handler.close().await;

@@ -2,17 +2,20 @@
 //!
 //! Every emitted event and every span signal (enter, exit, drop) becomes one [`Record`]: the
 //! payload plus its envelope — a UUID, a UTC timestamp, the span it happened in, the tags active
-//! at the time and the name of the dispatcher that emitted it. One record is shared (behind an
-//! `Arc`) by every handler that receives it.
+//! at the time and the name of the dispatcher that emitted it. One record is shared (behind a
+//! reference count, in a block from the record pool) by every handler that receives it.
 //!
 //! The JSON form ([`Record::to_json`]) uses llama-index's field names (`id_`, `timestamp`,
 //! `span_id`, `tags`, `class_name`, then the event's own fields), so Python tooling reads it
 //! unchanged.
 
+use std::alloc::Layout;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -31,18 +34,17 @@ static NO_TAGS: Tags = BTreeMap::new();
 
 /// One event or span signal with its envelope.
 ///
-/// A record lives in one shared allocation with its payload: emitting an event allocates once
-/// (the `Arc` that every handler receiving the record shares), and the event is stored inline,
-/// not boxed. Handlers see it as `&Record`.
+/// A record lives in one shared block with its payload: emitting an event takes one block
+/// (usually recycled, see `RecordRef`), which every handler receiving the record shares, and
+/// the event is stored inline, not boxed. Handlers see it as `&Record`.
 #[repr(transparent)]
 pub struct Record(RecordBox<dyn Payload>);
 
 /// The layout behind a [`Record`]: the envelope, then the payload inline. Built as
 /// `RecordBox<P>` for a concrete payload, then unsized to `RecordBox<dyn Payload>`.
 ///
-/// The envelope is kept to 64 bytes (80 with the `Arc`'s counts), all 8-byte aligned, so that a
-/// record with a small event (up to 40 bytes) is a glibc fast-bin chunk: records are allocated
-/// on the emitter's thread and freed on a handler's, and fast bins are the cheap path for that.
+/// The envelope is kept to 64 bytes (72 with the reference count), all 8-byte aligned, so that
+/// a record with an event of up to 56 bytes fits the record pool's smaller, 128-byte blocks.
 pub(crate) struct RecordBox<P: ?Sized> {
     id: Uuid,
     /// Nanoseconds since the Unix epoch, from the record clock (`crate::clock`: the CPU's
@@ -87,6 +89,154 @@ impl PackedSpan {
     fn unpack(self) -> Option<SpanContext> {
         let trace = (u128::from(self.trace[0]) << 64) | u128::from(self.trace[1]);
         Some(SpanContext::new(TraceId::from_u128(trace)?, self.span_id?))
+    }
+}
+
+/// A counted reference to a record: what channels and handler batches hold.
+///
+/// It is `Arc<Record>` with the record's memory taken from the record pool (`crate::pool`)
+/// instead of the global allocator: a record is allocated on the emitting thread and freed on
+/// a handler's, and the pool turns that cross-thread free into a push onto a thread-local
+/// stack. (`Arc` cannot take another allocator on stable Rust.) The count and the record share
+/// one block, as in an `Arc`.
+pub(crate) struct RecordRef(NonNull<Shared<dyn Payload>>);
+
+/// The block behind a [`RecordRef`].
+struct Shared<P: ?Sized> {
+    count: AtomicUsize,
+    record: RecordBox<P>,
+}
+
+/// A reference count past this is a leak of `RecordRef`s, as in `Arc`: abort rather than
+/// overflow.
+const MAX_REFCOUNT: usize = isize::MAX as usize;
+
+// SAFETY: a `RecordRef` gives shared access (`&Record`) to a record that is `Send + Sync`
+// (every payload is), and its count is atomic; the last reference frees the record, which
+// takes only `Send`: the same reasoning as `Arc<Record>` being `Send + Sync`.
+unsafe impl Send for RecordRef {}
+// SAFETY: as above.
+unsafe impl Sync for RecordRef {}
+
+impl RecordRef {
+    #[inline]
+    fn new<P: Payload>(record: RecordBox<P>) -> RecordRef {
+        let layout = Layout::new::<Shared<P>>();
+        let block = crate::pool::alloc(layout).cast::<Shared<P>>();
+        // SAFETY: `block` is fresh memory for `layout`, the layout of `Shared<P>`.
+        unsafe {
+            block.as_ptr().write(Shared {
+                count: AtomicUsize::new(1),
+                record,
+            });
+        }
+        // Unsizes to the payload's trait object: same address, plus the vtable.
+        RecordRef(block)
+    }
+
+    #[inline]
+    fn shared(&self) -> &Shared<dyn Payload> {
+        // SAFETY: the block stays alive while this reference counts in it.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// A pointer to the record that does not count as a reference (see [`Lent`]).
+    #[inline]
+    pub(crate) fn lend(&self) -> Lent {
+        Lent(self.0)
+    }
+}
+
+impl Clone for RecordRef {
+    #[inline]
+    fn clone(&self) -> Self {
+        // Relaxed, as in `Arc::clone`: the new reference is made from an existing one, which
+        // keeps the record alive; nothing else is published by the increment.
+        let old = self.shared().count.fetch_add(1, Ordering::Relaxed);
+        if old > MAX_REFCOUNT {
+            std::process::abort();
+        }
+        RecordRef(self.0)
+    }
+}
+
+impl Drop for RecordRef {
+    #[inline]
+    fn drop(&mut self) {
+        // Release, then Acquire before freeing, as in `Arc::drop`: every use of the record
+        // through another reference happens before it is dropped and freed here.
+        if self.shared().count.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        fence(Ordering::Acquire);
+        free(self.0);
+    }
+}
+
+/// Drops and frees the record in `block`, whose last reference is gone; kept out of line so
+/// that dropping a reference that is not the last stays small.
+#[inline(never)]
+fn free(block: NonNull<Shared<dyn Payload>>) {
+    // SAFETY: the last reference is gone, so nothing else can reach the block. The block was
+    // allocated by `pool::alloc` with `Layout::new::<Shared<P>>()`, which is what `for_value`
+    // computes from the vtable (read before the value is dropped).
+    unsafe {
+        let layout = Layout::for_value(block.as_ref());
+        std::ptr::drop_in_place(block.as_ptr());
+        crate::pool::dealloc(block.cast::<u8>(), layout);
+    }
+}
+
+impl std::ops::Deref for RecordRef {
+    type Target = Record;
+
+    #[inline]
+    fn deref(&self) -> &Record {
+        let record: &RecordBox<dyn Payload> = &self.shared().record;
+        // SAFETY: `Record` is `#[repr(transparent)]` over `RecordBox<dyn Payload>`: the same
+        // layout and the same pointer metadata (the payload's vtable), so the cast keeps both
+        // the address and the metadata (std's `Path` over `OsStr` is the same pattern).
+        unsafe { &*(record as *const RecordBox<dyn Payload> as *const Record) }
+    }
+}
+
+impl fmt::Debug for RecordRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// A record lent by whoever holds a [`RecordRef`] to it, without counting a reference: the
+/// channel lends the records of its queue to a lossless reader (see `crate::channel`).
+#[derive(Clone, Copy)]
+pub(crate) struct Lent(NonNull<Shared<dyn Payload>>);
+
+impl Lent {
+    /// The record.
+    ///
+    /// # Safety
+    ///
+    /// A [`RecordRef`] to the record must stay alive for as long as the returned reference
+    /// is used.
+    #[inline]
+    pub(crate) unsafe fn get<'a>(self) -> &'a Record {
+        // SAFETY: the caller keeps a counted reference alive meanwhile; `Deref` of that
+        // reference would return this same borrow.
+        unsafe {
+            let record: &'a RecordBox<dyn Payload> = &(*self.0.as_ptr()).record;
+            &*(record as *const RecordBox<dyn Payload> as *const Record)
+        }
+    }
+
+    /// A counted reference of its own to the record.
+    ///
+    /// # Safety
+    ///
+    /// As for [`get`](Self::get): a [`RecordRef`] to the record must be alive during the call.
+    #[cfg(loom)]
+    pub(crate) unsafe fn to_counted(self) -> RecordRef {
+        let lender = std::mem::ManuallyDrop::new(RecordRef(self.0));
+        (*lender).clone()
     }
 }
 
@@ -205,29 +355,23 @@ impl fmt::Display for DropReason {
 }
 
 impl Record {
-    /// Builds a record directly in its shared allocation: one allocation per record, the
-    /// payload inline after the envelope.
+    /// Builds a record directly in its shared block: one allocation per record (from the
+    /// record pool), the payload inline after the envelope.
     #[inline]
-    pub(crate) fn new<P: Payload>(
+    pub(crate) fn alloc<P: Payload>(
         span: Option<SpanContext>,
         tags: Option<Arc<Tags>>,
         dispatcher: &'static &'static str,
         payload: P,
-    ) -> Arc<Record> {
-        let boxed: Arc<RecordBox<dyn Payload>> = Arc::new(RecordBox {
+    ) -> RecordRef {
+        RecordRef::new(RecordBox {
             id: crate::id::record_uuid(),
             timestamp: crate::clock::now_nanos(),
             span: PackedSpan::pack(span),
             tags,
             dispatcher,
             payload,
-        });
-        // SAFETY: `Record` is `#[repr(transparent)]` over `RecordBox<dyn Payload>`, so the two
-        // have the same layout and the same pointer metadata (the payload's vtable); the cast
-        // keeps both the address and the metadata. The pointer came from `Arc::into_raw` of an
-        // `Arc` whose pointee has exactly that layout, so `Arc::from_raw` takes back the same
-        // allocation and reference count (std's `Path` over `OsStr` is the same pattern).
-        unsafe { Arc::from_raw(Arc::into_raw(boxed) as *const Record) }
+        })
     }
 
     /// Wraps an event as a record's payload.
@@ -237,8 +381,8 @@ impl Record {
         tags: Option<Arc<Tags>>,
         dispatcher: &'static &'static str,
         event: E,
-    ) -> Arc<Record> {
-        Record::new(span, tags, dispatcher, EventPayload(event))
+    ) -> RecordRef {
+        Record::alloc(span, tags, dispatcher, EventPayload(event))
     }
 
     /// The interned dispatcher name, for handlers in this crate that keep it.
@@ -462,10 +606,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_envelope_stays_small_enough_for_fast_bins() {
-        // 64 bytes of envelope + 16 of `Arc` counts + a 40-byte event = 120 bytes.
+    fn the_envelope_leaves_56_bytes_of_event_in_the_smaller_pool_blocks() {
+        // 8 bytes of count + 64 of envelope + a 56-byte event = 128 bytes.
         assert_eq!(std::mem::size_of::<RecordBox<()>>(), 64);
         assert_eq!(std::mem::align_of::<RecordBox<()>>(), 8);
+        assert_eq!(std::mem::size_of::<Shared<[u64; 7]>>(), 128);
     }
 
     #[test]
@@ -475,7 +620,7 @@ mod tests {
             SpanId::from_u64(0xfeed).unwrap(),
         );
         let before = Utc::now();
-        let record = Record::new(Some(ctx), None, &"t", SpanExit { id: ctx.span_id() });
+        let record = Record::alloc(Some(ctx), None, &"t", SpanExit { id: ctx.span_id() });
         let after = Utc::now();
         assert_eq!(record.span(), Some(ctx));
         assert_eq!(record.span_id(), Some(ctx.span_id()));
@@ -484,7 +629,7 @@ mod tests {
             record.timestamp().timestamp_nanos_opt(),
             Some(record.timestamp_nanos() as i64)
         );
-        let none = Record::new(None, None, &"t", SpanExit { id: ctx.span_id() });
+        let none = Record::alloc(None, None, &"t", SpanExit { id: ctx.span_id() });
         assert_eq!(none.span(), None);
         assert_eq!(none.span_id(), None);
         assert_eq!(none.dispatcher(), "t");

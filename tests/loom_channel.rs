@@ -16,7 +16,7 @@ use loom::sync::{Arc, Mutex};
 use loom::thread;
 use serde::Serialize;
 use spanbus::Record;
-use spanbus::channel_model::{Channel, Push, Recv, record};
+use spanbus::channel_model::{Channel, Push, Rec, Recv, record};
 
 #[derive(Serialize)]
 struct Seq(u64);
@@ -41,12 +41,12 @@ fn model_bounded(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
 }
 
 /// A handler task's receive: waits until the channel has something for `reader`.
-fn recv(ch: &Channel, reader: usize, batch: &mut Vec<std::sync::Arc<Record>>) -> Recv {
+fn recv(ch: &Channel, reader: usize, batch: &mut Vec<Rec>) -> Recv {
     block_on(poll_fn(|cx| ch.poll_recv(reader, batch, 16, cx)))
 }
 
 /// An `.await`ed emit: waits for room in lossless readers.
-fn push_wait(ch: &Channel, r: &std::sync::Arc<Record>) -> Push {
+fn push_wait(ch: &Channel, r: &Rec) -> Push {
     block_on(poll_fn(|cx| match ch.push(r, Some(cx.waker())) {
         Push::Full => Poll::Pending,
         done_or_closed => Poll::Ready(done_or_closed),
