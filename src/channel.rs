@@ -25,6 +25,20 @@
 //!
 //! The lock is held only for queue bookkeeping, never across an `.await` or a handler call.
 //!
+//! # How a record gets in
+//!
+//! Emitters do not take the lock. A push puts the record into the channel's **inbox**
+//! (`crate::inbox`), a lock-free ring, at the next position, which is the record's `seq`; the
+//! lossless bound is checked there against a limit the channel publishes. Whoever next holds
+//! the lock drains the inbox's published records into the queue in `seq` order before doing
+//! anything else: a reader polling, a flush, a close, or an emitter the inbox refused (at the
+//! bound, or with every slot taken), which then retries under the lock. Nothing under the lock
+//! waits for a push in progress: a flush places its barrier at the inbox's claimed tail (so it
+//! comes after every push that began before it), and a closed channel reports `Closed` only
+//! once every push that got in is drained. A reader about to sleep and an emitter that just
+//! pushed perform the inbox's parking handshake, so a record never waits for a reader that is
+//! asleep.
+//!
 //! # How a reader gets its records
 //!
 //! A [`Batch`] is filled in one of three ways, cheapest first:
@@ -47,8 +61,9 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::oneshot;
 
+use crate::inbox::{Inbox, Refused, UNBOUNDED};
 use crate::record::{Lent, Record, RecordRef};
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard, spin_wait, yield_for_models};
 
 /// A reader's delivery mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,8 +138,13 @@ struct State {
 
 pub(crate) struct Channel {
     state: Mutex<State>,
+    /// Where emitters put records without the lock (`crate::inbox`).
+    inbox: Inbox,
     capacity: usize,
 }
+
+/// Inbox slots per channel at most (a channel with a smaller capacity gets fewer).
+const INBOX_SLOTS: usize = 1024;
 
 impl State {
     fn tail(&self) -> u64 {
@@ -427,6 +447,7 @@ impl Channel {
                 next_barrier: 1,
                 closed: false,
             }),
+            inbox: Inbox::new(capacity.min(INBOX_SLOTS)),
             capacity,
         }
     }
@@ -437,28 +458,55 @@ impl Channel {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a reader that starts at the current tail.
-    pub(crate) fn add_reader(&self, mode: Mode) -> Option<ReaderId> {
-        let mut st = self.lock();
-        if st.closed {
-            return None;
-        }
-        let reader = Reader {
-            cursor: st.tail(),
-            lent: 0,
-            mode,
-            waker: None,
-            acked_barrier: st.next_barrier - 1,
+    /// Moves what emitters published in the inbox into the queue (see the module docs).
+    /// Parked readers the new records are for go to `wake`.
+    fn drain(&self, st: &mut State, wake: &mut Wakers) {
+        self.inbox
+            .drain(|record| st.append(record, self.capacity, wake));
+    }
+
+    /// Tells the inbox what emitters need to know without the lock: the lossless bound and
+    /// whether a reader is parked. Called at the end of every locked section that may change
+    /// either.
+    fn publish(&self, st: &State) {
+        let limit = if st.lossless_readers == 0 {
+            UNBOUNDED
+        } else {
+            st.min_lossless_cursor + self.capacity as u64
         };
-        if mode == Mode::Lossless {
-            st.lossless_readers += 1;
-        }
-        // Slots are never reused: a removed reader's task may still poll with its old id and
-        // must then see `Closed`, not another reader's records.
-        st.readers.push(Some(reader));
-        st.live_readers += 1;
-        st.update_min_lossless_cursor();
-        let id = st.readers.len() - 1;
+        self.inbox.set_limit(limit);
+        self.inbox.set_parked(st.parked > 0);
+    }
+
+    /// Adds a reader that starts at the current tail: after every record drained so far (a
+    /// push still in progress, or published behind one, reaches the new reader too).
+    pub(crate) fn add_reader(&self, mode: Mode) -> Option<ReaderId> {
+        let mut wake = Wakers::default();
+        let id = {
+            let mut st = self.lock();
+            if st.closed {
+                return None;
+            }
+            self.drain(&mut st, &mut wake);
+            let reader = Reader {
+                cursor: st.tail(),
+                lent: 0,
+                mode,
+                waker: None,
+                acked_barrier: st.next_barrier - 1,
+            };
+            if mode == Mode::Lossless {
+                st.lossless_readers += 1;
+            }
+            // Slots are never reused: a removed reader's task may still poll with its old id and
+            // must then see `Closed`, not another reader's records.
+            st.readers.push(Some(reader));
+            st.live_readers += 1;
+            st.update_min_lossless_cursor();
+            self.publish(&st);
+            st.readers.len() - 1
+        };
+        wake.wake_all();
         Some(id)
     }
 
@@ -498,6 +546,7 @@ impl Channel {
         // The reader's own task may be parked in `poll_recv`: wake it so that it sees `Closed`
         // and runs its handler's flush and close hooks instead of sleeping forever.
         deferred.wake.extend(reader.waker.take());
+        self.publish(&st);
     }
 
     /// Whether any reader is attached.
@@ -507,17 +556,16 @@ impl Channel {
     }
 
     /// Appends without waiting; fails only when the channel is closed.
+    #[inline]
     pub(crate) fn push_now(&self, record: RecordRef) -> Result<(), RecordRef> {
-        let mut wake = Wakers::default();
-        {
-            let mut st = self.lock();
-            if st.closed {
-                return Err(record);
+        match self.inbox.push(record, false) {
+            Ok(()) => {
+                self.wake_parked();
+                Ok(())
             }
-            st.append(record, self.capacity, &mut wake);
+            Err((Refused::Closed, record)) => Err(record),
+            Err((_, record)) => self.push_locked(record, false, None).map_err(|(_, r)| r),
         }
-        wake.wake_all();
-        Ok(())
     }
 
     /// Appends when every lossless reader has room. When one is a full capacity behind, returns
@@ -531,29 +579,87 @@ impl Channel {
 
     /// [`push`](Self::push), taking the caller's reference instead of a new one (one reference
     /// count fewer to bump and drop per record); a refused record is handed back.
+    #[inline]
     pub(crate) fn push_owned(
         &self,
         record: RecordRef,
         waker: Option<&Waker>,
     ) -> Result<(), (Push, RecordRef)> {
+        match self.inbox.push(record, true) {
+            Ok(()) => {
+                self.wake_parked();
+                Ok(())
+            }
+            Err((Refused::Closed, record)) => Err((Push::Closed, record)),
+            Err((_, record)) => self.push_locked(record, true, waker),
+        }
+    }
+
+    /// After a push: wakes the parked readers, if any (see the inbox's parking handshake).
+    #[inline]
+    fn wake_parked(&self) {
+        if self.inbox.reader_parked() {
+            self.wake_readers();
+        }
+    }
+
+    #[cold]
+    fn wake_readers(&self) {
         let mut wake = Wakers::default();
         {
             let mut st = self.lock();
-            if st.closed {
-                return Err((Push::Closed, record));
-            }
-            if st.lossless_backlog() >= self.capacity as u64 {
+            st.take_reader_wakers(&mut wake);
+            self.publish(&st);
+        }
+        wake.wake_all();
+    }
+
+    /// The push the inbox refused at the lossless bound or for want of a free slot, retried
+    /// under the lock: drain, check the bound, and push again.
+    #[cold]
+    fn push_locked(
+        &self,
+        mut record: RecordRef,
+        bounded: bool,
+        waker: Option<&Waker>,
+    ) -> Result<(), (Push, RecordRef)> {
+        let mut spins = 0;
+        loop {
+            let mut freed = Vec::new();
+            let mut deferred = Deferred::new(&mut freed);
+            let mut st = self.lock();
+            self.drain(&mut st, &mut deferred.wake);
+            // Against the claimed tail, as the inbox's own check: pushes in progress count.
+            let backlog = if st.lossless_readers == 0 {
+                0
+            } else {
+                self.inbox.claimed().saturating_sub(st.min_lossless_cursor)
+            };
+            if bounded && backlog >= self.capacity as u64 {
                 if let Some(waker) = waker
                     && !st.push_waiters.iter().any(|w| w.will_wake(waker))
                 {
                     st.push_waiters.push(waker.clone());
                 }
+                self.publish(&st);
                 return Err((Push::Full, record));
             }
-            st.append(record, self.capacity, &mut wake);
+            match self.inbox.push(record, false) {
+                Ok(()) => {
+                    st.take_reader_wakers(&mut deferred.wake);
+                    self.publish(&st);
+                    return Ok(());
+                }
+                Err((Refused::Closed, back)) => return Err((Push::Closed, back)),
+                // Every slot is taken although the queue just drained: the oldest is claimed
+                // by a push a few instructions from publishing it. Let it finish.
+                Err((_, back)) => record = back,
+            }
+            self.publish(&st);
+            drop(st);
+            drop(deferred);
+            spin_wait(&mut spins);
         }
-        wake.wake_all();
-        Ok(())
     }
 
     /// Fills `batch` with up to `max` records (see the module docs for how), or reports a
@@ -568,83 +674,101 @@ impl Channel {
     ) -> Poll<Recv> {
         batch.clear();
         let mut deferred = Deferred::new(&mut batch.freed);
-        let mut st = self.lock();
-        let st = &mut *st;
-        let Some(Some(reader)) = st.readers.get_mut(id) else {
-            st.unpin(id, deferred.freed);
-            return Poll::Ready(Recv::Closed);
-        };
-        if reader.lent > 0 {
-            reader.cursor += std::mem::take(&mut reader.lent);
-            st.update_min_lossless_cursor();
-            st.trim(deferred.freed);
-            st.release_push_waiters(self.capacity, &mut deferred.wake);
-        }
-        let tail = st.tail();
-        let head = st.head;
-        let live_readers = st.live_readers;
-        let Some(Some(reader)) = st.readers.get_mut(id) else {
-            return Poll::Ready(Recv::Closed);
-        };
-        let next_barrier = st
-            .barriers
-            .iter()
-            .find(|b| b.id > reader.acked_barrier)
-            .map(|b| (b.id, b.seq));
-        let mut dropped = 0;
-        if let Mode::Lossy { capacity } = reader.mode {
-            let oldest_kept = tail.saturating_sub(capacity as u64);
-            if reader.cursor < oldest_kept {
-                dropped = oldest_kept - reader.cursor;
-                reader.cursor = oldest_kept;
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let polled = 'poll: {
+            self.drain(st, &mut deferred.wake);
+            let Some(Some(reader)) = st.readers.get_mut(id) else {
+                st.unpin(id, deferred.freed);
+                break 'poll Poll::Ready(Recv::Closed);
+            };
+            if reader.lent > 0 {
+                reader.cursor += std::mem::take(&mut reader.lent);
+                st.update_min_lossless_cursor();
+                st.trim(deferred.freed);
+                st.release_push_waiters(self.capacity, &mut deferred.wake);
             }
-        }
-        let limit = next_barrier.map_or(tail, |(_, seq)| seq.min(tail));
-        if reader.cursor < limit {
-            let from = (reader.cursor - head) as usize;
-            let n = ((limit - reader.cursor) as usize).min(max);
-            let lossless = reader.mode == Mode::Lossless;
-            if from == 0 && live_readers == 1 {
-                // The only reader, at the head: take the records out; all of them (the common
-                // case for a reader keeping up) by swapping buffers with the queue.
-                reader.cursor += n as u64;
-                if n == st.queue.len() {
-                    std::mem::swap(&mut st.queue, &mut batch.taken);
+            let tail = st.tail();
+            let head = st.head;
+            let live_readers = st.live_readers;
+            let Some(Some(reader)) = st.readers.get_mut(id) else {
+                break 'poll Poll::Ready(Recv::Closed);
+            };
+            let next_barrier = st
+                .barriers
+                .iter()
+                .find(|b| b.id > reader.acked_barrier)
+                .map(|b| (b.id, b.seq));
+            let mut dropped = 0;
+            if let Mode::Lossy { capacity } = reader.mode {
+                let oldest_kept = tail.saturating_sub(capacity as u64);
+                if reader.cursor < oldest_kept {
+                    dropped = oldest_kept - reader.cursor;
+                    reader.cursor = oldest_kept;
+                }
+            }
+            let limit = next_barrier.map_or(tail, |(_, seq)| seq.min(tail));
+            if reader.cursor < limit {
+                let from = (reader.cursor - head) as usize;
+                let n = ((limit - reader.cursor) as usize).min(max);
+                let lossless = reader.mode == Mode::Lossless;
+                if from == 0 && live_readers == 1 {
+                    // The only reader, at the head: take the records out; all of them (the
+                    // common case for a reader keeping up) by swapping buffers with the queue.
+                    reader.cursor += n as u64;
+                    if n == st.queue.len() {
+                        std::mem::swap(&mut st.queue, &mut batch.taken);
+                    } else {
+                        batch.taken.extend(st.queue.drain(..n));
+                    }
+                    st.head += n as u64;
+                    if lossless {
+                        st.min_lossless_cursor = st.head;
+                        st.release_push_waiters(self.capacity, &mut deferred.wake);
+                    }
+                } else if lossless {
+                    // Lent: committed (and the cursor moved) at the next call.
+                    reader.lent = n as u64;
+                    batch
+                        .items
+                        .extend(st.queue.range(from..from + n).map(|r| Item::Lent(r.lend())));
                 } else {
-                    batch.taken.extend(st.queue.drain(..n));
+                    reader.cursor += n as u64;
+                    batch
+                        .items
+                        .extend(st.queue.range(from..from + n).cloned().map(Item::Owned));
                 }
-                st.head += n as u64;
-                if lossless {
-                    st.min_lossless_cursor = st.head;
-                    st.release_push_waiters(self.capacity, &mut deferred.wake);
-                }
-            } else if lossless {
-                // Lent: committed (and the cursor moved) at the next call.
-                reader.lent = n as u64;
-                batch
-                    .items
-                    .extend(st.queue.range(from..from + n).map(|r| Item::Lent(r.lend())));
-            } else {
-                reader.cursor += n as u64;
-                batch
-                    .items
-                    .extend(st.queue.range(from..from + n).cloned().map(Item::Owned));
+                break 'poll Poll::Ready(Recv::Records { dropped });
             }
-            return Poll::Ready(Recv::Records { dropped });
-        }
-        if dropped > 0 {
-            return Poll::Ready(Recv::Records { dropped });
-        }
-        if let Some((barrier, _)) = next_barrier {
-            return Poll::Ready(Recv::Barrier(barrier));
-        }
-        if st.closed {
-            return Poll::Ready(Recv::Closed);
-        }
-        if reader.waker.replace(cx.waker().clone()).is_none() {
-            st.parked += 1;
-        }
-        Poll::Pending
+            if dropped > 0 {
+                break 'poll Poll::Ready(Recv::Records { dropped });
+            }
+            // A barrier placed at the claimed tail is reached once the pushes before it are
+            // published and handled.
+            if let Some((barrier, seq)) = next_barrier
+                && reader.cursor >= seq
+            {
+                break 'poll Poll::Ready(Recv::Barrier(barrier));
+            }
+            // Closed, with every push that got in drained and handed out.
+            if st.closed && !self.inbox.has_claims() {
+                break 'poll Poll::Ready(Recv::Closed);
+            }
+            if reader.waker.replace(cx.waker().clone()).is_none() {
+                st.parked += 1;
+            }
+            // The parking handshake (see the inbox): an emitter that claimed a position before
+            // this may not see the reader parked, so do not sleep while a claim is pending: it
+            // is a few instructions from published, so poll again (the task yields meanwhile).
+            self.inbox.set_parked(true);
+            if self.inbox.has_claims() {
+                yield_for_models();
+                cx.waker().wake_by_ref();
+            }
+            Poll::Pending
+        };
+        self.publish(st);
+        polled
     }
 
     /// Acknowledges barrier `id` for reader `reader`.
@@ -656,7 +780,8 @@ impl Channel {
         }
     }
 
-    /// Places a flush barrier at the current tail. The receiver resolves once every reader
+    /// Places a flush barrier after every record pushed so far (at the inbox's claimed tail:
+    /// pushes still in progress are before it too). The receiver resolves once every reader
     /// present now has handled everything before it and flushed (or has been removed).
     pub(crate) fn barrier(&self) -> Option<oneshot::Receiver<()>> {
         let mut wake = Wakers::default();
@@ -666,10 +791,11 @@ impl Channel {
             if pending == 0 {
                 return None;
             }
+            self.drain(&mut st, &mut wake);
             let (tx, rx) = oneshot::channel();
             let id = st.next_barrier;
             st.next_barrier += 1;
-            let seq = st.tail();
+            let seq = self.inbox.claimed();
             st.barriers.push_back(Barrier {
                 id,
                 seq,
@@ -677,6 +803,7 @@ impl Channel {
                 done: Some(tx),
             });
             st.take_reader_wakers(&mut wake);
+            self.publish(&st);
             rx
         };
         wake.wake_all();
@@ -689,7 +816,12 @@ impl Channel {
             let mut st = self.lock();
             st.closed = true;
             let mut readers = Wakers::default();
+            // Every push either got in before this (readers see `Closed` only once it is
+            // drained) or is refused.
+            self.inbox.close();
+            self.drain(&mut st, &mut readers);
             st.take_reader_wakers(&mut readers);
+            self.publish(&st);
             (readers, std::mem::take(&mut st.push_waiters))
         };
         readers.wake_all();

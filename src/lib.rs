@@ -139,6 +139,7 @@ mod channel;
 pub mod channel_model;
 mod clock;
 mod id;
+mod inbox;
 mod pool;
 mod sync;
 

@@ -48,8 +48,10 @@ const CLASSES: [usize; 2] = [128, 256];
 /// Every block's alignment (the largest a record's envelope and a typical payload need).
 const ALIGN: usize = 16;
 /// Blocks moved between a thread and the depot at once.
+#[cfg_attr(loom, allow(dead_code))]
 const MAGAZINE: usize = 256;
 /// Magazines the depot keeps per class (2 MiB of 128-byte blocks, 4 MiB of 256-byte ones).
+#[cfg_attr(loom, allow(dead_code))]
 const MAX_DEPOT: usize = 64;
 
 /// The layout of a block of class `class`.

@@ -624,7 +624,9 @@ mod tests {
         let after = Utc::now();
         assert_eq!(record.span(), Some(ctx));
         assert_eq!(record.span_id(), Some(ctx.span_id()));
-        assert!(before <= record.timestamp() && record.timestamp() <= after);
+        // The record clock agrees with the system clock to within 1 ms (`crate::clock`).
+        let slack = chrono::TimeDelta::milliseconds(1);
+        assert!(before - slack <= record.timestamp() && record.timestamp() <= after + slack);
         assert_eq!(
             record.timestamp().timestamp_nanos_opt(),
             Some(record.timestamp_nanos() as i64)

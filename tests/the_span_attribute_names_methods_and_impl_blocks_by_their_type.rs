@@ -73,6 +73,14 @@ fn free_function(x: u32) -> u32 {
     x * 2
 }
 
+/// Called only by `each_call_is_its_own_span`: the tests of this file run concurrently on the
+/// same "naming" dispatcher, and `methods_are_named_type_colon_colon_method` expects exactly
+/// one `free_function` span.
+#[spanbus::span(dispatcher = "naming")]
+fn called_repeatedly(x: u32) -> u32 {
+    x + 1
+}
+
 #[spanbus::span]
 fn on_the_module_dispatcher() -> &'static str {
     "module"
@@ -141,10 +149,10 @@ async fn each_call_is_its_own_span() {
     let (d, spans, _) = recorded("naming");
     let before = spans.all().len();
     for _ in 0..3 {
-        free_function(1);
+        called_repeatedly(1);
     }
     d.flush().await;
-    let name = concat!(module_path!(), "::free_function");
+    let name = concat!(module_path!(), "::called_repeatedly");
     let mut ids: Vec<_> = spans.all()[before..]
         .iter()
         .filter(|s| s.name == name)

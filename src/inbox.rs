@@ -1,0 +1,328 @@
+//! The lock-free front of a channel: where emitters put records without taking its lock.
+//!
+//! # Semantics
+//!
+//! An inbox is a bounded ring of slots (D. Vyukov's bounded queue, used here with many
+//! producers and one consumer at a time). Every record a channel receives goes through it:
+//!
+//! - An emitter **claims** the next position with one compare-and-swap on `tail`, writes the
+//!   record into that position's slot and **publishes** it by advancing the slot's sequence.
+//! - The channel **drains** published records into its locked queue, in position order, under
+//!   its lock (so there is one consumer at a time), up to the first position claimed but not
+//!   yet published. A record's position is its sequence number in the channel. Nothing waits
+//!   for a push in progress: a flush places its barrier at the claimed tail, and a reader
+//!   reaches it once those pushes are published (each wakes a parked reader when it is).
+//! - A push that must respect the lossless bound (an `.await`ed emit) claims a position only
+//!   below `limit`, which the channel keeps at the slowest lossless reader's cursor plus the
+//!   capacity. A push is refused with [`Refused::Full`] at the bound, [`Refused::RingFull`] when
+//!   the ring has no free slot (the channel then drains and retries under its lock), and
+//!   [`Refused::Closed`] once [`close`](Inbox::close) set the `CLOSED` bit of `tail`: a push
+//!   linearizes at its compare-and-swap, so it either got in before the close (and readers
+//!   see `Closed` only once it is drained) or is refused.
+//! - **Parking.** A reader about to sleep sets `parked` and then looks at `tail`; an emitter
+//!   sets `tail` and then looks at `parked` (all sequentially consistent). One of the two sees
+//!   the other: either the emitter wakes the reader, or the reader sees the claim and does not
+//!   sleep.
+
+use std::mem::MaybeUninit;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+
+use crate::record::RecordRef;
+use crate::sync::{AtomicBool, AtomicU64, UnsafeCell, handshake_fence};
+
+/// Set in `tail` once the inbox is closed.
+const CLOSED: u64 = 1 << 63;
+/// `limit` when no lossless reader bounds the channel.
+pub(crate) const UNBOUNDED: u64 = CLOSED - 1;
+
+/// Why a push did not get in; the record is handed back with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The slowest lossless reader is a full capacity behind.
+    Full,
+    /// Every slot holds a record not yet drained.
+    RingFull,
+    /// The inbox is closed.
+    Closed,
+}
+
+struct Slot {
+    /// `position` when free for the push at `position`; `position + 1` once that push
+    /// published its record; `position + size` once drained (free for the next lap).
+    seq: AtomicU64,
+    record: UnsafeCell<MaybeUninit<RecordRef>>,
+}
+
+pub(crate) struct Inbox {
+    slots: Box<[Slot]>,
+    mask: u64,
+    /// Positions claimed so far, with `CLOSED` once closed.
+    tail: Padded<AtomicU64>,
+    /// Async pushes claim positions only below this (see the module docs).
+    limit: AtomicU64,
+    /// Whether some reader is parked (see the module docs).
+    parked: AtomicBool,
+    /// The next position to drain; read and written only under the channel's lock.
+    head: AtomicU64,
+}
+
+/// Keeps the contended `tail` on a cache line of its own.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl Inbox {
+    /// An inbox of `size` slots (rounded up to a power of two, at least 2).
+    pub(crate) fn new(size: usize) -> Self {
+        let size = size.clamp(2, 1 << 20).next_power_of_two();
+        Inbox {
+            slots: (0..size as u64)
+                .map(|i| Slot {
+                    seq: AtomicU64::new(i),
+                    record: UnsafeCell::new(MaybeUninit::uninit()),
+                })
+                .collect(),
+            mask: size as u64 - 1,
+            tail: Padded(AtomicU64::new(0)),
+            limit: AtomicU64::new(UNBOUNDED),
+            parked: AtomicBool::new(false),
+            head: AtomicU64::new(0),
+        }
+    }
+
+    /// Puts `record` at the next position: below `limit` when `bounded`.
+    #[inline]
+    pub(crate) fn push(
+        &self,
+        record: RecordRef,
+        bounded: bool,
+    ) -> Result<(), (Refused, RecordRef)> {
+        let mut pos = self.tail.0.load(Relaxed);
+        loop {
+            if pos & CLOSED != 0 {
+                return Err((Refused::Closed, record));
+            }
+            if bounded && pos >= self.limit.load(Acquire) {
+                return Err((Refused::Full, record));
+            }
+            let slot = &self.slots[(pos & self.mask) as usize];
+            let seq = slot.seq.load(Acquire);
+            if seq == pos {
+                match self
+                    .tail
+                    .0
+                    .compare_exchange_weak(pos, pos + 1, SeqCst, Relaxed)
+                {
+                    Ok(_) => {
+                        // SAFETY: the compare-and-swap made this push the only one at `pos`,
+                        // and `seq == pos` says the slot's previous record was drained: nothing
+                        // else reads or writes the slot until `seq` is advanced below.
+                        slot.record
+                            .with_mut(|cell| unsafe { (*cell).write(record) });
+                        slot.seq.store(pos + 1, Release);
+                        return Ok(());
+                    }
+                    Err(now) => pos = now,
+                }
+            } else if seq < pos {
+                // The slot still holds the record of the previous lap.
+                return Err((Refused::RingFull, record));
+            } else {
+                // Another push claimed `pos` meanwhile.
+                pos = self.tail.0.load(Relaxed);
+            }
+        }
+    }
+
+    /// Whether a reader parked: the emitter that just pushed must wake it.
+    #[inline]
+    pub(crate) fn reader_parked(&self) -> bool {
+        handshake_fence();
+        self.parked.load(SeqCst)
+    }
+
+    /// Records whether some reader is parked. Setting it is half of the parking handshake:
+    /// the caller then checks [`has_claims`](Self::has_claims) before sleeping.
+    pub(crate) fn set_parked(&self, parked: bool) {
+        if self.parked.load(Relaxed) != parked {
+            self.parked.store(parked, SeqCst);
+        }
+    }
+
+    /// Whether some position was claimed but not drained yet. Call under the channel's lock.
+    pub(crate) fn has_claims(&self) -> bool {
+        handshake_fence();
+        self.tail.0.load(SeqCst) & !CLOSED > self.head.load(Relaxed)
+    }
+
+    /// Sets the bound for async pushes (see the module docs).
+    pub(crate) fn set_limit(&self, limit: u64) {
+        self.limit.store(limit.min(UNBOUNDED), Release);
+    }
+
+    /// Refuses every push from now on; returns whether this call closed it.
+    pub(crate) fn close(&self) -> bool {
+        self.tail.0.fetch_or(CLOSED, SeqCst) & CLOSED == 0
+    }
+
+    /// Positions claimed so far: the sequence number the next record will get. Call under the
+    /// channel's lock.
+    pub(crate) fn claimed(&self) -> u64 {
+        self.tail.0.load(SeqCst) & !CLOSED
+    }
+
+    /// Moves published records, in position order, to `sink`, up to the first position that
+    /// is claimed but not yet published (its push is a few instructions from done, and wakes a
+    /// parked reader once it is). Call under the channel's lock.
+    pub(crate) fn drain(&self, mut sink: impl FnMut(RecordRef)) {
+        let mut head = self.head.load(Relaxed);
+        loop {
+            let slot = &self.slots[(head & self.mask) as usize];
+            if slot.seq.load(Acquire) != head + 1 {
+                break;
+            }
+            // SAFETY: `seq == head + 1`: the push at `head` wrote the record and published it
+            // (the Acquire load pairs with its Release store), and only the holder of the
+            // channel's lock drains, so this is the only read of it; advancing `seq` below hands
+            // the slot, now logically empty, to the push one lap later.
+            let record = slot
+                .record
+                .with_mut(|cell| unsafe { (*cell).assume_init_read() });
+            slot.seq.store(head + self.mask + 1, Release);
+            head += 1;
+            sink(record);
+        }
+        self.head.store(head, Relaxed);
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        // Records published but never drained (the channel was dropped with them).
+        self.drain(drop);
+    }
+}
+
+// SAFETY: an inbox owns the records in its slots (`RecordRef`, which is `Send + Sync`), and
+// every access to a slot's record is ordered by the slot's sequence (module docs).
+unsafe impl Send for Inbox {}
+// SAFETY: as above: pushes write a slot only after claiming it, the drain reads it only after
+// its publication, under the channel's lock.
+unsafe impl Sync for Inbox {}
+
+// No user code runs while a slot is being written or read, so a panic elsewhere cannot leave
+// a slot half-done: an inbox observed after a caught panic is as consistent as before it (as
+// with `std::sync::Mutex`, which is unwind-safe too).
+impl std::panic::UnwindSafe for Inbox {}
+impl std::panic::RefUnwindSafe for Inbox {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    struct N(u64);
+
+    impl crate::event::Event for N {
+        const NAME: &'static str = "N";
+    }
+
+    fn rec(n: u64) -> RecordRef {
+        Record::event_record(None, None, &"inbox", N(n))
+    }
+
+    fn n(r: &RecordRef) -> u64 {
+        r.event::<N>().map(|e| e.0).unwrap_or(u64::MAX)
+    }
+
+    #[test]
+    fn records_come_out_in_push_order_across_laps_and_a_full_ring_refuses() {
+        let inbox = Inbox::new(4);
+        let mut out = Vec::new();
+        for lap in 0..3 {
+            for i in 0..4 {
+                assert!(inbox.push(rec(lap * 4 + i), false).is_ok());
+            }
+            let (why, back) = inbox.push(rec(99), false).unwrap_err();
+            assert_eq!((why, n(&back)), (Refused::RingFull, 99));
+            inbox.drain(|r| out.push(n(&r)));
+        }
+        assert_eq!(out, (0..12).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_bounded_push_stops_at_the_limit_and_an_unbounded_one_does_not() {
+        let inbox = Inbox::new(8);
+        inbox.set_limit(2);
+        assert!(inbox.push(rec(0), true).is_ok());
+        assert!(inbox.push(rec(1), true).is_ok());
+        assert_eq!(inbox.push(rec(2), true).unwrap_err().0, Refused::Full);
+        assert!(inbox.push(rec(2), false).is_ok());
+        inbox.set_limit(UNBOUNDED);
+        assert!(inbox.push(rec(3), true).is_ok());
+    }
+
+    #[test]
+    fn a_closed_inbox_refuses_but_keeps_what_got_in() {
+        let inbox = Inbox::new(4);
+        assert!(inbox.push(rec(7), false).is_ok());
+        assert!(inbox.close());
+        assert!(!inbox.close());
+        assert_eq!(inbox.push(rec(8), false).unwrap_err().0, Refused::Closed);
+        assert!(inbox.has_claims());
+        let mut got = Vec::new();
+        inbox.drain(|r| got.push(n(&r)));
+        assert_eq!(got, [7]);
+        assert!(!inbox.has_claims());
+    }
+
+    #[test]
+    fn records_left_in_a_dropped_inbox_are_freed_once() {
+        let kept = rec(5);
+        let inbox = Inbox::new(4);
+        assert!(inbox.push(kept.clone(), false).is_ok());
+        drop(inbox);
+        // The inbox's reference is gone; ours is the last (ASan would flag a double free).
+        assert_eq!(n(&kept), 5);
+    }
+
+    #[test]
+    fn concurrent_pushers_lose_nothing_and_keep_each_ones_order() {
+        let inbox = std::sync::Arc::new(Inbox::new(64));
+        let threads = 4;
+        let per = 20_000u64;
+        let pushers: Vec<_> = (0..threads)
+            .map(|t| {
+                let inbox = std::sync::Arc::clone(&inbox);
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        let mut r = rec(t * per + i);
+                        loop {
+                            match inbox.push(r, false) {
+                                Ok(()) => break,
+                                Err((_, back)) => {
+                                    r = back;
+                                    std::thread::yield_now();
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let lock = std::sync::Mutex::new(());
+        let mut seen = Vec::new();
+        while seen.len() < (threads * per) as usize {
+            let _held = lock.lock().unwrap();
+            inbox.drain(|r| seen.push(n(&r)));
+        }
+        for p in pushers {
+            p.join().unwrap();
+        }
+        for t in 0..threads {
+            let mine: Vec<u64> = seen.iter().copied().filter(|v| v / per == t).collect();
+            assert_eq!(mine, (t * per..(t + 1) * per).collect::<Vec<_>>());
+        }
+    }
+}
