@@ -56,8 +56,18 @@ const MAX_DEPOT: usize = 64;
 
 /// The layout of a block of class `class`.
 fn block_layout(class: usize) -> Layout {
-    // Sizes and alignment are powers of two well below `isize::MAX`: always a valid layout.
-    Layout::from_size_align(CLASSES[class], ALIGN).unwrap_or_else(|_| Layout::new::<[u8; 256]>())
+    BLOCK_LAYOUTS[class]
+}
+
+/// The layout of each class's blocks, checked when the crate compiles.
+const BLOCK_LAYOUTS: [Layout; CLASSES.len()] = [layout(CLASSES[0]), layout(CLASSES[1])];
+
+const fn layout(size: usize) -> Layout {
+    match Layout::from_size_align(size, ALIGN) {
+        Ok(layout) => layout,
+        // Evaluated at compile time: a bad class size fails the build, never a caller.
+        Err(_) => panic!("a block class must be a valid layout"),
+    }
 }
 
 /// The class whose blocks hold `layout`, if any.
