@@ -37,7 +37,16 @@
 //! comes after every push that began before it), and a closed channel reports `Closed` only
 //! once every push that got in is drained. A reader about to sleep and an emitter that just
 //! pushed perform the inbox's parking handshake, so a record never waits for a reader that is
-//! asleep.
+//! asleep longer than the reader asked to.
+//!
+//! # Lingering: waking a busy reader once per batch
+//!
+//! A reader may park **lingering**: instead of being woken by the next push, it is woken by
+//! the push that makes a batch (a quarter of the inbox, at most 256 records), or by its own
+//! timer once a delay is over (the handler task keeps one, see `crate::linger`), whichever
+//! comes first. A reader with a flush barrier ahead never lingers (the flush would wait for
+//! it), and a flush, a close, or an emitter held at the lossless bound wakes every parked
+//! reader, lingering or not.
 //!
 //! # How a reader gets its records
 //!
@@ -61,7 +70,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::oneshot;
 
-use crate::inbox::{Inbox, Refused, UNBOUNDED};
+use crate::inbox::{Inbox, NOBODY, Refused, UNBOUNDED};
 use crate::record::{Lent, Record, RecordRef};
 use crate::sync::{Mutex, MutexGuard, spin_wait, yield_for_models};
 
@@ -100,7 +109,10 @@ struct Reader {
     /// module docs); committed at its next `poll_recv`.
     lent: u64,
     mode: Mode,
+    /// Set while the reader is parked.
     waker: Option<Waker>,
+    /// While parked: the first seq whose arrival wakes it (see the module docs).
+    wake_at: u64,
     /// Barriers with an id above this one are still to be acknowledged by this reader.
     acked_barrier: u64,
 }
@@ -127,6 +139,9 @@ struct State {
     /// How many readers have a waker registered: a push scans the readers for wakers only when
     /// some reader is parked.
     parked: usize,
+    /// At most the smallest `wake_at` of a parked reader (`NOBODY` when none is parked): a
+    /// record below it wakes nobody. Published to the inbox.
+    min_wake_at: u64,
     push_waiters: Vec<Waker>,
     /// Records lent to readers removed mid-batch, kept alive until that reader's task polls
     /// again or drops its place (see the module docs).
@@ -141,10 +156,16 @@ pub(crate) struct Channel {
     /// Where emitters put records without the lock (`crate::inbox`).
     inbox: Inbox,
     capacity: usize,
+    /// How many records wake a lingering reader (see the module docs).
+    linger_records: u64,
 }
 
 /// Inbox slots per channel at most (a channel with a smaller capacity gets fewer).
 const INBOX_SLOTS: usize = 1024;
+
+/// How many records wake a lingering reader at most (a quarter of the inbox when smaller, so
+/// that emitters rarely find the inbox full while a reader lingers).
+const LINGER_RECORDS: usize = 256;
 
 impl State {
     fn tail(&self) -> u64 {
@@ -202,12 +223,35 @@ impl State {
             return;
         }
         self.parked = 0;
+        self.min_wake_at = NOBODY;
         wake.extend(
             self.readers
                 .iter_mut()
                 .flatten()
                 .filter_map(|r| r.waker.take()),
         );
+    }
+
+    /// Moves into `wake` the wakers of the parked readers that the arrival of record `seq`
+    /// wakes (see the module docs).
+    #[inline]
+    fn take_due_wakers(&mut self, seq: u64, wake: &mut Wakers) {
+        if seq < self.min_wake_at {
+            return;
+        }
+        let mut rest = NOBODY;
+        for reader in self.readers.iter_mut().flatten() {
+            if reader.waker.is_none() {
+                continue;
+            }
+            if reader.wake_at <= seq {
+                wake.extend(reader.waker.take());
+                self.parked -= 1;
+            } else {
+                rest = rest.min(reader.wake_at);
+            }
+        }
+        self.min_wake_at = rest;
     }
 
     fn append(&mut self, record: RecordRef, capacity: usize, wake: &mut Wakers) {
@@ -218,7 +262,7 @@ impl State {
             let mut freed = Vec::new();
             self.trim(&mut freed);
         }
-        self.take_reader_wakers(wake);
+        self.take_due_wakers(self.tail() - 1, wake);
     }
 
     /// Moves the waiting emitters into `wake` once the slowest lossless reader is at most half
@@ -297,6 +341,9 @@ pub(crate) struct Batch {
     /// Records the channel trimmed during the last `poll_recv`, dropped once its lock is
     /// released (kept here so the buffer is not allocated anew at every call).
     freed: Vec<RecordRef>,
+    /// Set when the last `poll_recv` parked the reader lingering: the caller is to wake it
+    /// once its delay is over.
+    lingering: bool,
 }
 
 enum Item {
@@ -338,7 +385,14 @@ impl Batch {
             items: Vec::with_capacity(capacity),
             read: 0,
             freed: Vec::with_capacity(capacity),
+            lingering: false,
         }
+    }
+
+    /// Whether the last [`Channel::poll_recv`] left the reader lingering (see the module
+    /// docs): the caller is to wake it once its delay is over.
+    pub(crate) fn is_lingering(&self) -> bool {
+        self.lingering
     }
 
     /// The next record of the batch, borrowed from the batch (so it cannot be held across
@@ -361,6 +415,7 @@ impl Batch {
         self.taken.clear();
         self.items.clear();
         self.read = 0;
+        self.lingering = false;
     }
 
     /// Takes every record as an owned reference (for the loom model's wrapper, whose tests
@@ -441,6 +496,7 @@ impl Channel {
                 lossless_readers: 0,
                 min_lossless_cursor: 0,
                 parked: 0,
+                min_wake_at: NOBODY,
                 push_waiters: Vec::new(),
                 pinned: Vec::new(),
                 barriers: VecDeque::new(),
@@ -449,6 +505,7 @@ impl Channel {
             }),
             inbox: Inbox::new(capacity.min(INBOX_SLOTS)),
             capacity,
+            linger_records: (capacity.min(INBOX_SLOTS) / 4).clamp(1, LINGER_RECORDS) as u64,
         }
     }
 
@@ -466,7 +523,7 @@ impl Channel {
     }
 
     /// Tells the inbox what emitters need to know without the lock: the lossless bound and
-    /// whether a reader is parked. Called at the end of every locked section that may change
+    /// which push must wake a parked reader. Called at the end of every locked section that may change
     /// either.
     fn publish(&self, st: &State) {
         let limit = if st.lossless_readers == 0 {
@@ -475,7 +532,11 @@ impl Channel {
             st.min_lossless_cursor + self.capacity as u64
         };
         self.inbox.set_limit(limit);
-        self.inbox.set_parked(st.parked > 0);
+        self.inbox.set_wake_at(if st.parked == 0 {
+            NOBODY
+        } else {
+            st.min_wake_at
+        });
     }
 
     /// Adds a reader that starts at the current tail: after every record drained so far (a
@@ -493,6 +554,7 @@ impl Channel {
                 lent: 0,
                 mode,
                 waker: None,
+                wake_at: NOBODY,
                 acked_barrier: st.next_barrier - 1,
             };
             if mode == Mode::Lossless {
@@ -559,8 +621,8 @@ impl Channel {
     #[inline]
     pub(crate) fn push_now(&self, record: RecordRef) -> Result<(), RecordRef> {
         match self.inbox.push(record, false) {
-            Ok(()) => {
-                self.wake_parked();
+            Ok(seq) => {
+                self.wake_parked(seq);
                 Ok(())
             }
             Err((Refused::Closed, record)) => Err(record),
@@ -586,8 +648,8 @@ impl Channel {
         waker: Option<&Waker>,
     ) -> Result<(), (Push, RecordRef)> {
         match self.inbox.push(record, true) {
-            Ok(()) => {
-                self.wake_parked();
+            Ok(seq) => {
+                self.wake_parked(seq);
                 Ok(())
             }
             Err((Refused::Closed, record)) => Err((Push::Closed, record)),
@@ -595,20 +657,21 @@ impl Channel {
         }
     }
 
-    /// After a push: wakes the parked readers, if any (see the inbox's parking handshake).
+    /// After the push of record `seq`: wakes the parked readers it is due to wake, if any (see
+    /// the inbox's parking handshake).
     #[inline]
-    fn wake_parked(&self) {
-        if self.inbox.reader_parked() {
-            self.wake_readers();
+    fn wake_parked(&self, seq: u64) {
+        if self.inbox.wake_due(seq) {
+            self.wake_readers(seq);
         }
     }
 
     #[cold]
-    fn wake_readers(&self) {
+    fn wake_readers(&self, seq: u64) {
         let mut wake = Wakers::default();
         {
             let mut st = self.lock();
-            st.take_reader_wakers(&mut wake);
+            st.take_due_wakers(seq, &mut wake);
             self.publish(&st);
         }
         wake.wake_all();
@@ -645,7 +708,7 @@ impl Channel {
                 return Err((Push::Full, record));
             }
             match self.inbox.push(record, false) {
-                Ok(()) => {
+                Ok(_) => {
                     st.take_reader_wakers(&mut deferred.wake);
                     self.publish(&st);
                     return Ok(());
@@ -665,11 +728,15 @@ impl Channel {
     /// Fills `batch` with up to `max` records (see the module docs for how), or reports a
     /// barrier, a close, or nothing yet. Whatever the previous call lent to `batch` is
     /// committed first: the caller has handled it.
+    ///
+    /// With nothing to report, the reader parks; with `linger`, it may park lingering (see the
+    /// module docs), which [`Batch::is_lingering`] then says.
     pub(crate) fn poll_recv(
         &self,
         id: ReaderId,
         batch: &mut Batch,
         max: usize,
+        linger: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Recv> {
         batch.clear();
@@ -754,21 +821,37 @@ impl Channel {
             if st.closed && !self.inbox.has_claims() {
                 break 'poll Poll::Ready(Recv::Closed);
             }
+            let linger = linger && next_barrier.is_none();
+            let wake_at = if linger {
+                tail + self.linger_records - 1
+            } else {
+                tail
+            };
+            reader.wake_at = wake_at;
             if reader.waker.replace(cx.waker().clone()).is_none() {
                 st.parked += 1;
             }
+            st.min_wake_at = st.min_wake_at.min(wake_at);
             // The parking handshake (see the inbox): an emitter that claimed a position before
-            // this may not see the reader parked, so do not sleep while a claim is pending: it
-            // is a few instructions from published, so poll again (the task yields meanwhile).
-            self.inbox.set_parked(true);
-            if self.inbox.has_claims() {
+            // this may not see the reader parked, so do not sleep while a claim this park
+            // waits for is pending: it is a few instructions from published, so poll again
+            // (the task yields meanwhile).
+            self.inbox.set_wake_at(st.min_wake_at);
+            if self.inbox.claimed() > wake_at {
                 yield_for_models();
                 cx.waker().wake_by_ref();
             }
+            batch.lingering = linger;
             Poll::Pending
         };
         self.publish(st);
         polled
+    }
+
+    /// How many records wake a lingering reader.
+    #[cfg(test)]
+    pub(crate) fn linger_records(&self) -> u64 {
+        self.linger_records
     }
 
     /// Acknowledges barrier `id` for reader `reader`.
@@ -826,5 +909,121 @@ impl Channel {
         };
         readers.wake_all();
         wake_each(pushers);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use super::{Batch, Channel, Mode, Recv};
+    use crate::record::numbered::rec;
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    struct Reader {
+        id: usize,
+        wakes: Arc<Count>,
+        batch: Batch,
+    }
+
+    impl Reader {
+        fn new(ch: &Channel) -> Self {
+            Reader {
+                id: ch.add_reader(Mode::Lossless).expect("open"),
+                wakes: Arc::default(),
+                batch: Batch::with_capacity(64),
+            }
+        }
+
+        fn poll(&mut self, ch: &Channel, linger: bool) -> Poll<Recv> {
+            let waker = Waker::from(Arc::clone(&self.wakes));
+            let polled = ch.poll_recv(
+                self.id,
+                &mut self.batch,
+                64,
+                linger,
+                &mut Context::from_waker(&waker),
+            );
+            // Handle the batch now: its records are lent until the next poll.
+            while self.batch.next().is_some() {}
+            polled
+        }
+
+        fn wakes(&self) -> usize {
+            self.wakes.0.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn a_lingering_reader_is_woken_by_the_push_that_completes_its_batch_and_not_before() {
+        let ch = Channel::new(16);
+        let batch = ch.linger_records();
+        assert_eq!(batch, 4, "a quarter of a 16-slot inbox");
+        let mut r = Reader::new(&ch);
+        assert!(r.poll(&ch, true).is_pending());
+        assert!(r.batch.is_lingering());
+        for n in 0..batch - 1 {
+            assert!(ch.push_now(rec(n)).is_ok());
+        }
+        assert_eq!(r.wakes(), 0, "fewer records than a batch wake nobody");
+        assert!(ch.push_now(rec(batch)).is_ok());
+        assert_eq!(r.wakes(), 1);
+        assert_eq!(r.poll(&ch, true), Poll::Ready(Recv::Records { dropped: 0 }));
+    }
+
+    #[test]
+    fn a_reader_that_does_not_linger_is_woken_by_the_next_push() {
+        let ch = Channel::new(16);
+        let mut r = Reader::new(&ch);
+        assert!(r.poll(&ch, false).is_pending());
+        assert!(!r.batch.is_lingering());
+        assert!(ch.push_now(rec(0)).is_ok());
+        assert_eq!(r.wakes(), 1);
+    }
+
+    #[test]
+    fn a_flush_wakes_a_lingering_reader_at_once_and_it_takes_everything_before_the_barrier() {
+        let ch = Channel::new(16);
+        let mut r = Reader::new(&ch);
+        assert!(r.poll(&ch, true).is_pending());
+        assert!(ch.push_now(rec(0)).is_ok());
+        assert_eq!(r.wakes(), 0);
+        let _flushed = ch.barrier().expect("a reader is attached");
+        assert_eq!(r.wakes(), 1);
+        assert_eq!(r.poll(&ch, true), Poll::Ready(Recv::Records { dropped: 0 }));
+        assert!(matches!(r.poll(&ch, true), Poll::Ready(Recv::Barrier(_))));
+    }
+
+    #[test]
+    fn a_push_wakes_only_the_readers_it_is_due_to_wake() {
+        let ch = Channel::new(16);
+        let mut lingering = Reader::new(&ch);
+        let mut eager = Reader::new(&ch);
+        assert!(lingering.poll(&ch, true).is_pending());
+        assert!(eager.poll(&ch, false).is_pending());
+        assert!(ch.push_now(rec(0)).is_ok());
+        assert_eq!((lingering.wakes(), eager.wakes()), (0, 1));
+        // The eager reader's poll drains the inbox under the lock: still not the lingerer's
+        // batch, so it stays asleep.
+        assert_eq!(
+            eager.poll(&ch, false),
+            Poll::Ready(Recv::Records { dropped: 0 })
+        );
+        assert_eq!(lingering.wakes(), 0);
+        for n in 1..ch.linger_records() {
+            assert!(ch.push_now(rec(n)).is_ok());
+        }
+        assert_eq!(lingering.wakes(), 1);
     }
 }

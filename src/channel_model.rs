@@ -89,15 +89,18 @@ impl Channel {
 
     /// Takes up to `max` records for reader `id`. What the previous call lent this reader
     /// counts as handled from now on (as in the handler task, which calls again only then).
+    /// With `linger`, the reader may park lingering: woken only by the push that makes a batch
+    /// (a quarter of the inbox), a flush or a close.
     pub fn poll_recv(
         &self,
         id: usize,
         batch: &mut Vec<Rec>,
         max: usize,
+        linger: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Recv> {
         let mut lent = channel::Batch::with_capacity(max);
-        let polled = self.0.poll_recv(id, &mut lent, max, cx);
+        let polled = self.0.poll_recv(id, &mut lent, max, linger, cx);
         batch.extend(lent.into_owned().into_iter().map(Rec));
         polled.map(|r| match r {
             channel::Recv::Records { dropped } => Recv::Records { dropped },

@@ -31,6 +31,7 @@ use futures::FutureExt;
 
 use crate::channel::{Batch, Channel, Mode, ReaderId, Recv};
 use crate::id::SpanIdMap;
+use crate::linger::Linger;
 use crate::record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter};
 
 /// Code that reacts to every record it receives: events and span signals.
@@ -421,12 +422,21 @@ pub(crate) async fn run<H: Handler>(
     // Declared after `guard`, so dropped before it: a batch's lent records are never used
     // after the reader gives up its place.
     let mut batch = Batch::with_capacity(BATCH);
+    // Woken once per batch while records keep coming (see `crate::linger`).
+    let mut linger = Linger::new();
     loop {
-        let next =
-            futures::future::poll_fn(|cx| guard.channel.poll_recv(reader, &mut batch, BATCH, cx))
-                .await;
+        let next = futures::future::poll_fn(|cx| {
+            let may_linger = linger.may_linger(cx);
+            let polled = guard
+                .channel
+                .poll_recv(reader, &mut batch, BATCH, may_linger, cx);
+            linger.parked(batch.is_lingering(), cx);
+            polled
+        })
+        .await;
         match next {
             Recv::Records { dropped } => {
+                linger.got_records();
                 if dropped > 0 {
                     counters.dropped.fetch_add(dropped, Ordering::AcqRel);
                     guarded(&counters, handler.missed(dropped)).await;

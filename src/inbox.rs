@@ -19,21 +19,24 @@
 //!   [`Refused::Closed`] once [`close`](Inbox::close) set the `CLOSED` bit of `tail`: a push
 //!   linearizes at its compare-and-swap, so it either got in before the close (and readers
 //!   see `Closed` only once it is drained) or is refused.
-//! - **Parking.** A reader about to sleep sets `parked` and then looks at `tail`; an emitter
-//!   sets `tail` and then looks at `parked` (all sequentially consistent). One of the two sees
-//!   the other: either the emitter wakes the reader, or the reader sees the claim and does not
-//!   sleep.
+//! - **Parking.** A reader about to sleep publishes `wake_at`, the first position whose push
+//!   must wake it (the next position, or a batch later for a reader that lingers), and then
+//!   looks at `tail`; an emitter sets `tail` and then looks at `wake_at` (all sequentially
+//!   consistent). One of the two sees the other: either the emitter of a position at or past
+//!   `wake_at` wakes the reader, or the reader sees that claim and does not sleep.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use crate::record::RecordRef;
-use crate::sync::{AtomicBool, AtomicU64, UnsafeCell, handshake_fence};
+use crate::sync::{AtomicU64, UnsafeCell, handshake_fence};
 
 /// Set in `tail` once the inbox is closed.
 const CLOSED: u64 = 1 << 63;
 /// `limit` when no lossless reader bounds the channel.
 pub(crate) const UNBOUNDED: u64 = CLOSED - 1;
+/// `wake_at` when no reader is parked.
+pub(crate) const NOBODY: u64 = u64::MAX;
 
 /// Why a push did not get in; the record is handed back with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +63,9 @@ pub(crate) struct Inbox {
     tail: Padded<AtomicU64>,
     /// Async pushes claim positions only below this (see the module docs).
     limit: AtomicU64,
-    /// Whether some reader is parked (see the module docs).
-    parked: AtomicBool,
+    /// The first position whose push must wake a parked reader, or `NOBODY` (see the module
+    /// docs).
+    wake_at: AtomicU64,
     /// The next position to drain; read and written only under the channel's lock.
     head: AtomicU64,
 }
@@ -84,18 +88,18 @@ impl Inbox {
             mask: size as u64 - 1,
             tail: Padded(AtomicU64::new(0)),
             limit: AtomicU64::new(UNBOUNDED),
-            parked: AtomicBool::new(false),
+            wake_at: AtomicU64::new(NOBODY),
             head: AtomicU64::new(0),
         }
     }
 
-    /// Puts `record` at the next position: below `limit` when `bounded`.
+    /// Puts `record` at the next position, below `limit` when `bounded`; returns the position.
     #[inline]
     pub(crate) fn push(
         &self,
         record: RecordRef,
         bounded: bool,
-    ) -> Result<(), (Refused, RecordRef)> {
+    ) -> Result<u64, (Refused, RecordRef)> {
         let mut pos = self.tail.0.load(Relaxed);
         loop {
             if pos & CLOSED != 0 {
@@ -119,7 +123,7 @@ impl Inbox {
                         slot.record
                             .with_mut(|cell| unsafe { (*cell).write(record) });
                         slot.seq.store(pos + 1, Release);
-                        return Ok(());
+                        return Ok(pos);
                     }
                     Err(now) => pos = now,
                 }
@@ -133,18 +137,19 @@ impl Inbox {
         }
     }
 
-    /// Whether a reader parked: the emitter that just pushed must wake it.
+    /// Whether the push that claimed `pos` must wake a parked reader.
     #[inline]
-    pub(crate) fn reader_parked(&self) -> bool {
+    pub(crate) fn wake_due(&self, pos: u64) -> bool {
         handshake_fence();
-        self.parked.load(SeqCst)
+        pos >= self.wake_at.load(SeqCst)
     }
 
-    /// Records whether some reader is parked. Setting it is half of the parking handshake:
-    /// the caller then checks [`has_claims`](Self::has_claims) before sleeping.
-    pub(crate) fn set_parked(&self, parked: bool) {
-        if self.parked.load(Relaxed) != parked {
-            self.parked.store(parked, SeqCst);
+    /// Publishes the first position whose push must wake a parked reader (`NOBODY`: none).
+    /// Setting it is half of the parking handshake: the caller then checks
+    /// [`claimed`](Self::claimed) before sleeping.
+    pub(crate) fn set_wake_at(&self, pos: u64) {
+        if self.wake_at.load(Relaxed) != pos {
+            self.wake_at.store(pos, SeqCst);
         }
     }
 
@@ -167,6 +172,7 @@ impl Inbox {
     /// Positions claimed so far: the sequence number the next record will get. Call under the
     /// channel's lock.
     pub(crate) fn claimed(&self) -> u64 {
+        handshake_fence();
         self.tail.0.load(SeqCst) & !CLOSED
     }
 
@@ -218,23 +224,7 @@ impl std::panic::RefUnwindSafe for Inbox {}
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::record::Record;
-    use serde::Serialize;
-
-    #[derive(Serialize)]
-    struct N(u64);
-
-    impl crate::event::Event for N {
-        const NAME: &'static str = "N";
-    }
-
-    fn rec(n: u64) -> RecordRef {
-        Record::event_record(None, None, &"inbox", N(n))
-    }
-
-    fn n(r: &RecordRef) -> u64 {
-        r.event::<N>().map(|e| e.0).unwrap_or(u64::MAX)
-    }
+    use crate::record::numbered::{n, rec};
 
     #[test]
     fn records_come_out_in_push_order_across_laps_and_a_full_ring_refuses() {
@@ -278,6 +268,25 @@ mod tests {
     }
 
     #[test]
+    fn a_push_is_due_to_wake_a_reader_only_at_or_past_its_wake_position() {
+        let inbox = Inbox::new(8);
+        // Nobody parked: no push wakes anyone.
+        assert_eq!(inbox.push(rec(0), false).ok(), Some(0));
+        assert!(!inbox.wake_due(0));
+        // A reader lingering until the third record from position 1 on.
+        inbox.set_wake_at(3);
+        assert_eq!(inbox.push(rec(1), false).ok(), Some(1));
+        assert!(!inbox.wake_due(1));
+        assert_eq!(inbox.push(rec(2), false).ok(), Some(2));
+        assert!(!inbox.wake_due(2));
+        assert_eq!(inbox.push(rec(3), false).ok(), Some(3));
+        assert!(inbox.wake_due(3));
+        assert_eq!(inbox.claimed(), 4);
+        inbox.set_wake_at(NOBODY);
+        assert!(!inbox.wake_due(u64::MAX - 1));
+    }
+
+    #[test]
     fn records_left_in_a_dropped_inbox_are_freed_once() {
         let kept = rec(5);
         let inbox = Inbox::new(4);
@@ -300,7 +309,7 @@ mod tests {
                         let mut r = rec(t * per + i);
                         loop {
                             match inbox.push(r, false) {
-                                Ok(()) => break,
+                                Ok(_) => break,
                                 Err((_, back)) => {
                                     r = back;
                                     std::thread::yield_now();

@@ -94,6 +94,13 @@
 //! memory as long as some emitters await; a program that only emits synchronously trades the
 //! bound for never blocking.
 //!
+//! A busy handler is woken once per batch, not once per record: after it has handled records
+//! it **lingers** until a batch of them (up to 256) has arrived or about a millisecond has
+//! passed (tokio's timer, so plus its millisecond resolution). A handler that was quiet is
+//! woken by the first record at once; [`flush`](Dispatcher::flush) and shutdown never wait for
+//! a lingering handler. On a runtime built without tokio's time driver, handlers do not
+//! linger.
+//!
 //! A handler may emit and flush on the dispatchers it listens to. Inside a handler's task an
 //! awaited emit never waits (it behaves like [`Emit::now`]), and a flush skips the handler's
 //! own channel: waiting there would wait on the handler itself.
@@ -140,6 +147,7 @@ pub mod channel_model;
 mod clock;
 mod id;
 mod inbox;
+mod linger;
 mod pool;
 mod sync;
 

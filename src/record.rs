@@ -601,6 +601,29 @@ fn json_opt<T: fmt::Display>(v: Option<T>) -> Value {
     v.map_or(Value::Null, |v| Value::String(v.to_string()))
 }
 
+/// A numbered event and its record, for the crate's unit tests.
+#[cfg(all(test, not(loom)))]
+pub(crate) mod numbered {
+    use super::{Record, RecordRef};
+
+    #[derive(serde::Serialize)]
+    pub(crate) struct N(pub(crate) u64);
+
+    impl crate::event::Event for N {
+        const NAME: &'static str = "N";
+    }
+
+    /// A record of event `N(n)`.
+    pub(crate) fn rec(n: u64) -> RecordRef {
+        Record::event_record(None, None, &"test", N(n))
+    }
+
+    /// The number of a record of `N` (`u64::MAX` for any other record).
+    pub(crate) fn n(record: &Record) -> u64 {
+        record.event::<N>().map_or(u64::MAX, |e| e.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
