@@ -217,26 +217,16 @@ impl State {
             .unwrap_or(tail);
     }
 
-    /// Moves every parked reader's waker into `wake`.
+    /// Moves every parked reader's waker into `wake`, lingering or not.
     fn take_reader_wakers(&mut self, wake: &mut Wakers) {
-        if self.parked == 0 {
-            return;
-        }
-        self.parked = 0;
-        self.min_wake_at = NOBODY;
-        wake.extend(
-            self.readers
-                .iter_mut()
-                .flatten()
-                .filter_map(|r| r.waker.take()),
-        );
+        self.take_due_wakers(u64::MAX, wake);
     }
 
     /// Moves into `wake` the wakers of the parked readers that the arrival of record `seq`
     /// wakes (see the module docs).
     #[inline]
     fn take_due_wakers(&mut self, seq: u64, wake: &mut Wakers) {
-        if seq < self.min_wake_at {
+        if self.parked == 0 || seq < self.min_wake_at {
             return;
         }
         let mut rest = NOBODY;
@@ -523,8 +513,8 @@ impl Channel {
     }
 
     /// Tells the inbox what emitters need to know without the lock: the lossless bound and
-    /// which push must wake a parked reader. Called at the end of every locked section that may change
-    /// either.
+    /// which push must wake a parked reader. Called at the end of every locked section that may
+    /// change either.
     fn publish(&self, st: &State) {
         let limit = if st.lossless_readers == 0 {
             UNBOUNDED
@@ -831,7 +821,12 @@ impl Channel {
             if reader.waker.replace(cx.waker().clone()).is_none() {
                 st.parked += 1;
             }
-            st.min_wake_at = st.min_wake_at.min(wake_at);
+            // The bound stays tight when this is the only parked reader.
+            st.min_wake_at = if st.parked == 1 {
+                wake_at
+            } else {
+                st.min_wake_at.min(wake_at)
+            };
             // The parking handshake (see the inbox): an emitter that claimed a position before
             // this may not see the reader parked, so do not sleep while a claim this park
             // waits for is pending: it is a few instructions from published, so poll again
