@@ -37,7 +37,8 @@ pub(crate) struct Linger {
     timer: Option<Pin<Box<Sleep>>>,
     /// The timer runs for the current lingering spell.
     armed: bool,
-    /// The last spell ended with nothing new: do not linger until records arrive.
+    /// No records since the task started or since the last spell ran out: do not linger
+    /// until records arrive (the first one wakes the handler at once).
     quiet: bool,
 }
 
@@ -52,7 +53,8 @@ impl Linger {
         Linger {
             timer,
             armed: false,
-            quiet: false,
+            // A new handler has nothing to wait for: it arms no timer until it gets records.
+            quiet: true,
         }
     }
 
