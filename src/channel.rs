@@ -320,12 +320,17 @@ impl Drop for Deferred<'_> {
 }
 
 /// The records a reader gets from [`Channel::poll_recv`]; read them with [`Batch::next`].
+///
+/// A batch either owns its records (`taken`) or borrows them from the queue; either way
+/// `records` lists them in order, so that reading one is an index and a pointer.
 pub(crate) struct Batch {
-    /// Records taken out of the queue by its only reader (often the queue's own buffer,
-    /// swapped with this one). When not empty, `items` is.
+    /// Records this batch owns: taken out of the queue by its only reader (often the queue's
+    /// own buffer, swapped with this one), or cloned from it for a lossy reader. When not
+    /// empty, it holds every record of `records`.
     taken: VecDeque<RecordRef>,
-    /// Records lent by the queue, or cloned from it.
-    items: Vec<Item>,
+    /// The batch's records, in order: pointing into `taken`, or lent by the queue (module
+    /// docs) when `taken` is empty.
+    records: Vec<Lent>,
     /// How many records have been read.
     read: usize,
     /// Records the channel trimmed during the last `poll_recv`, dropped once its lock is
@@ -336,43 +341,19 @@ pub(crate) struct Batch {
     lingering: bool,
 }
 
-enum Item {
-    Owned(RecordRef),
-    /// A record the queue owns, lent until this reader's next `poll_recv` (module docs).
-    Lent(Lent),
-}
-
-// SAFETY: an `Item` is either a `RecordRef` or stands for a `&Record` (it is only ever
-// dereferenced as a shared reference, see `Batch::next`), and `Record` is `Send + Sync`
-// (its payloads are), so both are safe to send to and share with another thread.
-unsafe impl Send for Item {}
+// SAFETY: `records` stands for `&Record`s (only ever dereferenced as shared references, see
+// `Batch::next`) into `taken` or the queue of the channel that filled the batch, and `Record`
+// is `Send + Sync` (its payloads are); the rest is `RecordRef`s, which are `Send + Sync`. So
+// the batch is safe to send to and share with another thread.
+unsafe impl Send for Batch {}
 // SAFETY: as above.
-unsafe impl Sync for Item {}
-
-impl Item {
-    #[inline]
-    fn record(&self) -> &Record {
-        match self {
-            Item::Owned(record) => record,
-            // SAFETY: lent by a `RecordRef` in the queue of the channel that filled this
-            // item's batch, to the batch's reader. The queue keeps that reference until the reader's cursor moves past the record, which happens
-            // only in the reader's next `poll_recv`; that call needs the batch mutably, and
-            // clears it before anything else, so no borrow of an item outlives the loan. If the
-            // reader is removed meanwhile, the channel pins a clone of the record until the
-            // reader's task polls again or drops its place (both after this batch is done).
-            // The channel outlives the batch (the reader's task holds both, the channel
-            // longer). So the record is alive while `self` is borrowed, and it is only read
-            // through shared references.
-            Item::Lent(lent) => unsafe { lent.get() },
-        }
-    }
-}
+unsafe impl Sync for Batch {}
 
 impl Batch {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Batch {
             taken: VecDeque::with_capacity(capacity),
-            items: Vec::with_capacity(capacity),
+            records: Vec::with_capacity(capacity),
             read: 0,
             freed: Vec::with_capacity(capacity),
             lingering: false,
@@ -389,21 +370,27 @@ impl Batch {
     /// the next `poll_recv`, which ends the loan of lent records).
     #[inline]
     pub(crate) fn next(&mut self) -> Option<&Record> {
-        let i = self.read;
-        if let Some(record) = self.taken.get(i) {
-            self.read += 1;
-            return Some(record);
-        }
-        let item = self.items.get(i)?;
+        let record = *self.records.get(self.read)?;
         self.read += 1;
-        Some(item.record())
+        // SAFETY: the record is in `taken`, which this batch keeps until its next `clear`
+        // (and `clear` needs the batch mutably, so not while the result is borrowed); or it
+        // was lent by a `RecordRef` in the queue of the channel that filled this batch, to the
+        // batch's reader. The queue keeps that reference until the reader's cursor moves past
+        // the record, which happens only in the reader's next `poll_recv`; that call needs the
+        // batch mutably, and clears it before anything else, so no borrow of a record outlives
+        // the loan. If the reader is removed meanwhile, the channel pins a clone of the record
+        // until the reader's task polls again or drops its place (both after this batch is
+        // done). The channel outlives the batch (the reader's task holds both, the channel
+        // longer). So the record is alive while `self` is borrowed, and it is only read
+        // through shared references.
+        Some(unsafe { record.get() })
     }
 
     /// Forgets the records of the last batch (an owned record is freed here, on the reader's
     /// side of the lock).
     fn clear(&mut self) {
+        self.records.clear();
         self.taken.clear();
-        self.items.clear();
         self.read = 0;
         self.lingering = false;
     }
@@ -412,18 +399,17 @@ impl Batch {
     /// keep records past the next `poll_recv`).
     #[cfg(loom)]
     pub(crate) fn into_owned(&mut self) -> Vec<RecordRef> {
-        let owned = self
-            .taken
-            .drain(..)
-            .map(Item::Owned)
-            .chain(self.items.drain(..))
-            .map(|item| match item {
-                Item::Owned(record) => record,
+        let owned = if self.taken.is_empty() {
+            self.records
+                .drain(..)
                 // SAFETY: lent by a `RecordRef` in the queue, alive until the reader's next
-                // `poll_recv` (see `Item::record`).
-                Item::Lent(lent) => unsafe { lent.to_counted() },
-            })
-            .collect();
+                // `poll_recv` (see `Batch::next`).
+                .map(|lent| unsafe { lent.to_counted() })
+                .collect()
+        } else {
+            self.records.clear();
+            self.taken.drain(..).collect()
+        };
         self.read = 0;
         owned
     }
@@ -778,6 +764,9 @@ impl Channel {
                     } else {
                         batch.taken.extend(st.queue.drain(..n));
                     }
+                    batch
+                        .records
+                        .extend(batch.taken.iter().map(RecordRef::lend));
                     st.head += n as u64;
                     if lossless {
                         st.min_lossless_cursor = st.head;
@@ -787,13 +776,14 @@ impl Channel {
                     // Lent: committed (and the cursor moved) at the next call.
                     reader.lent = n as u64;
                     batch
-                        .items
-                        .extend(st.queue.range(from..from + n).map(|r| Item::Lent(r.lend())));
+                        .records
+                        .extend(st.queue.range(from..from + n).map(RecordRef::lend));
                 } else {
                     reader.cursor += n as u64;
+                    batch.taken.extend(st.queue.range(from..from + n).cloned());
                     batch
-                        .items
-                        .extend(st.queue.range(from..from + n).cloned().map(Item::Owned));
+                        .records
+                        .extend(batch.taken.iter().map(RecordRef::lend));
                 }
                 break 'poll Poll::Ready(Recv::Records { dropped });
             }

@@ -10,6 +10,7 @@
 //! unchanged.
 
 use std::alloc::Layout;
+use std::any::TypeId;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -243,10 +244,11 @@ impl Lent {
 /// What a record can carry: an event (wrapped in [`EventPayload`]) or a span signal.
 pub(crate) trait Payload: Send + Sync + 'static {
     fn kind(&self) -> RecordKind<'_>;
-    /// Whether this is an event; answered without building a [`RecordKind`] (the
-    /// `EventHandler` adapter asks for every record).
-    fn is_event(&self) -> bool {
-        false
+    /// The event's type, for an event; `None` for a span signal. Answered in one call, without
+    /// building a [`RecordKind`]: handlers ask it of every record they get (the
+    /// `EventHandler` adapter, and [`Record::event`]).
+    fn event_type(&self) -> Option<TypeId> {
+        None
     }
 }
 
@@ -261,8 +263,8 @@ impl<E: Event> Payload for EventPayload<E> {
     }
 
     #[inline]
-    fn is_event(&self) -> bool {
-        true
+    fn event_type(&self) -> Option<TypeId> {
+        Some(TypeId::of::<E>())
     }
 }
 
@@ -491,11 +493,17 @@ impl Record {
     ///     }
     /// }
     /// ```
+    #[inline]
     pub fn event<E: Event>(&self) -> Option<&E> {
-        match self.kind() {
-            RecordKind::Event(e) => e.as_any().downcast_ref(),
-            _ => None,
+        if self.0.payload.event_type() != Some(TypeId::of::<E>()) {
+            return None;
         }
+        let payload: *const dyn Payload = &self.0.payload;
+        // SAFETY: only `EventPayload<E>` answers `TypeId::of::<E>()` (span signals answer
+        // `None`, and `EventPayload<F>` gives `F`'s id), so the payload is an `EventPayload<E>`,
+        // a `#[repr(transparent)]` wrapper of `E`: its address is that of an `E`, borrowed for
+        // as long as `self` is.
+        Some(unsafe { &*payload.cast::<E>() })
     }
 
     /// The record's class name: the event's [`Event::NAME`], or `SpanEnter`, `SpanExit`,
@@ -510,8 +518,9 @@ impl Record {
     }
 
     /// Whether this record is an event (not a span signal).
+    #[inline]
     pub fn is_event(&self) -> bool {
-        self.0.payload.is_event()
+        self.0.payload.event_type().is_some()
     }
 
     /// The record as a JSON object with llama-index's field names.
@@ -658,5 +667,26 @@ mod tests {
         assert_eq!(none.span(), None);
         assert_eq!(none.span_id(), None);
         assert_eq!(none.dispatcher(), "t");
+    }
+
+    #[test]
+    fn an_event_is_read_back_only_as_its_own_type() {
+        #[derive(serde::Serialize)]
+        struct Other(u64);
+        impl Event for Other {
+            const NAME: &'static str = "Other";
+        }
+        // Same layout as `N`, so only the type check tells them apart.
+        let record = numbered::rec(7);
+        assert!(record.is_event());
+        assert_eq!(record.event::<numbered::N>().map(|e| e.0), Some(7));
+        assert!(record.event::<Other>().is_none());
+        let other = Record::event_record(None, None, &"t", Other(8));
+        assert_eq!(other.event::<Other>().map(|e| e.0), Some(8));
+        assert!(other.event::<numbered::N>().is_none());
+        let id = SpanId::from_u64(1).unwrap();
+        let signal = Record::alloc(None, None, &"t", SpanExit { id });
+        assert!(!signal.is_event());
+        assert!(signal.event::<numbered::N>().is_none());
     }
 }
