@@ -764,9 +764,6 @@ impl Channel {
                     } else {
                         batch.taken.extend(st.queue.drain(..n));
                     }
-                    batch
-                        .records
-                        .extend(batch.taken.iter().map(RecordRef::lend));
                     st.head += n as u64;
                     if lossless {
                         st.min_lossless_cursor = st.head;
@@ -781,9 +778,6 @@ impl Channel {
                 } else {
                     reader.cursor += n as u64;
                     batch.taken.extend(st.queue.range(from..from + n).cloned());
-                    batch
-                        .records
-                        .extend(batch.taken.iter().map(RecordRef::lend));
                 }
                 break 'poll Poll::Ready(Recv::Records { dropped });
             }
@@ -830,6 +824,11 @@ impl Channel {
             Poll::Pending
         };
         self.publish(st);
+        drop(guard);
+        // The records this batch owns are listed once the lock is released.
+        batch
+            .records
+            .extend(batch.taken.iter().map(RecordRef::lend));
         polled
     }
 
