@@ -83,7 +83,10 @@ fn class_of(layout: Layout) -> Option<usize> {
 /// the classes fits it.
 ///
 /// Free it with [`dealloc`] and the same layout.
-#[inline]
+///
+/// Always inlined: a record's layout is a constant at each call, so the class is chosen at
+/// compile time (as a call, it was ~10 instructions of the ~31 per record, callgrind W1).
+#[inline(always)]
 pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
     debug_assert!(layout.size() > 0);
     match class_of(layout) {
