@@ -21,6 +21,23 @@
 //! - `tokio_mpsc`: bounded `mpsc::channel(4096)`, `send().await`, one receiver counting.
 //! - `tokio_broadcast`: `broadcast::channel(4096)`; the sender yields while the slowest
 //!   receiver is a full capacity behind (so nothing lags), receivers count.
+//! - `fastrace` (W4): `#[fastrace::trace]` on l2 and l3, and per top-level call a root
+//!   `fastrace::Span::root("l1", SpanContext::random())` put on l1 with `in_span` (fastrace
+//!   records nothing without a root, so the root is the l1 span: 3 spans per call, as for the
+//!   others); a `Reporter` keeps every span; timing ends after `fastrace::flush()`.
+//! - `tracing_otel` (W4): `#[tracing::instrument]` on the three fns, the registry with
+//!   `tracing_opentelemetry::layer()` over an SDK tracer whose provider has the default batch
+//!   span processor (its own thread, a 2048-span queue) and an exporter keeping every span;
+//!   timing ends after `force_flush()`.
+//!
+//! Both can leave spans undelivered when a queue is full, silently: the batch processor drops
+//! the span; fastrace keeps the command in an unbounded list on the sending thread, which
+//! `fastrace::flush()` cannot reach and which moves on only when that thread traces again. So
+//! their lines add `delivered=X/Y` (the fewest over the repetitions) and, for fastrace,
+//! `late=Z` (spans of a run that arrived during a later one): a loss is reported as a figure
+//! rather than as a failed check, which would end the run with status 1. Their check covers the
+//! spans that did arrive (ids, levels, parent chains within one trace per call), and the whole
+//! 3N-span check when all did.
 //!
 //! M1 re-executes this binary once per mode (`SPANBUS_BENCH_M1=simple|null`,
 //! `SPANBUS_BENCH_N=...`), so each peak RSS (VmHWM) is measured in a fresh process.
@@ -54,6 +71,9 @@ struct Sample {
     cpu_ns_per_op: f64,
     ops: u64,
     check: Check,
+    /// For a peer that may drop or hold back records when a queue is full: (delivered,
+    /// expected, records of an earlier run that arrived during this one).
+    delivered: Option<(u64, u64, u64)>,
 }
 
 /// CPU time consumed by this process so far (all threads), in ns.
@@ -80,6 +100,7 @@ fn sample(elapsed: Duration, ops: u64, check: Check) -> Sample {
         cpu_ns_per_op: 0.0,
         ops,
         check,
+        delivered: None,
     }
 }
 
@@ -229,7 +250,24 @@ fn measure(results: &mut Results, rt: &Runtime, reps: usize, workload: &str, imp
                 format!("FAIL({e})")
             }
         };
-        println!("{workload} {name} ns_per_op={med:.1} cpu_ns_per_op={cpu:.1} check={shown}");
+        // The run that delivered the fewest, so one lossy repetition is not hidden; and, if
+        // any, how many records reached a later run than their own (held back, not lost).
+        let delivered = runs
+            .iter()
+            .filter_map(|s| s.delivered)
+            .min()
+            .map_or(String::new(), |(got, want, _)| {
+                format!(" delivered={got}/{want}")
+            });
+        let late: u64 = runs.iter().filter_map(|s| s.delivered).map(|d| d.2).sum();
+        let late = if late > 0 {
+            format!(" late={late}")
+        } else {
+            String::new()
+        };
+        println!(
+            "{workload} {name} ns_per_op={med:.1} cpu_ns_per_op={cpu:.1} check={shown}{delivered}{late}"
+        );
         results
             .rows
             .push((workload.to_owned(), (*name).to_owned(), med, cpu, check));
@@ -865,6 +903,241 @@ fn tracing_channel_spans(rt: &Runtime, n: u64) -> Sample {
     })
 }
 
+/// One delivered span of a peer that may drop spans: its row and its trace id.
+type TracedRow = (Row, u128);
+
+/// W4's check for a peer whose pipeline drops spans when a queue is full (fastrace, the
+/// OpenTelemetry batch processor). With all 3N delivered: [`check_spans`], and every parent in
+/// its child's trace with one l1 per trace. With fewer: the spans that did arrive must still be
+/// consistent (ids unique, l1s roots, each l2/l3 under an l1/l2 of the same trace wherever that
+/// parent arrived, no span with two children, one l1 per trace). How many arrived is not part
+/// of the check: [`delivered_sample`] reports it beside it.
+fn check_delivered(spans: &[TracedRow], n: u64) -> Check {
+    let got = spans.len() as u64;
+    if got > 3 * n {
+        return Err(format!("{got} spans delivered, {} made", 3 * n));
+    }
+    if got == 3 * n {
+        check_spans(&spans.iter().map(|s| s.0).collect::<Vec<_>>(), n)?;
+    }
+    let mut by_id: HashMap<u64, (u8, u128)> = HashMap::with_capacity(spans.len());
+    let mut l1_per_trace: HashMap<u128, u32> = HashMap::with_capacity(spans.len() / 3 + 1);
+    for &((id, _, level, start, end), trace) in spans {
+        if by_id.insert(id, (level, trace)).is_some() {
+            return Err(format!("duplicate span id {id}"));
+        }
+        if start > end {
+            return Err(format!("span {id} ends before it starts"));
+        }
+        if level == 1 {
+            *l1_per_trace.entry(trace).or_default() += 1;
+        }
+    }
+    if let Some(trace) = l1_per_trace.iter().find_map(|(t, &c)| (c > 1).then_some(t)) {
+        return Err(format!("trace {trace:x} has more than one l1 span"));
+    }
+    let mut children: HashMap<u64, u32> = HashMap::with_capacity(spans.len());
+    for &((id, parent, level, _, _), trace) in spans {
+        match level {
+            1 if parent == 0 => {}
+            2 | 3 if parent != 0 => {
+                // A parent that did not arrive cannot be checked: it was lost, and counted so.
+                if let Some(&(plevel, ptrace)) = by_id.get(&parent) {
+                    if plevel != level - 1 {
+                        return Err(format!("span {id} (l{level}) under an l{plevel}"));
+                    }
+                    if ptrace != trace {
+                        return Err(format!(
+                            "span {id} (l{level}) in another trace than its parent"
+                        ));
+                    }
+                    *children.entry(parent).or_default() += 1;
+                }
+            }
+            _ => return Err(format!("span {id}: level {level}, parent {parent}")),
+        }
+    }
+    let crowded = children.values().filter(|&&c| c > 1).count();
+    expect_eq("spans with more than one child", crowded as u64, 0)
+}
+
+/// A W4 sample for a peer that may drop spans: the check of what arrived, and
+/// `delivered=X/3N` beside it; `late` spans of an earlier run that arrived during this one
+/// are left out of both.
+fn delivered_sample(elapsed: Duration, n: u64, spans: &[TracedRow], late: u64) -> Sample {
+    let mut s = sample(elapsed, 3 * n, check_delivered(spans, n));
+    s.delivered = Some((spans.len() as u64, 3 * n, late));
+    s
+}
+
+/// fastrace records nothing outside a root span, so the l1 span is the root that
+/// [`fastrace_spans`] makes at the call site (as `tracing_inline` and `tracing_channel` make
+/// theirs there); l2 and l3 come from the attribute.
+async fn fr_l1() {
+    yield_now().await;
+    fr_l2().await;
+}
+
+#[fastrace::trace(name = "l2")]
+async fn fr_l2() {
+    yield_now().await;
+    fr_l3().await;
+}
+
+#[fastrace::trace(name = "l3")]
+async fn fr_l3() {
+    yield_now().await;
+}
+
+/// Keeps every span fastrace's collector reports.
+struct FastraceKeep(Arc<Mutex<Vec<TracedRow>>>);
+
+/// The number of the current fastrace run, in the top 64 bits of each of its trace ids.
+///
+/// fastrace does not drop a command that finds its thread's queue full: it keeps it in an
+/// unbounded list on the sending thread and moves it into the queue on that thread's next
+/// send. `fastrace::flush()` cannot reach that list, so what it holds at the end of a run is
+/// reported only during the next run on that worker; the tag keeps each run's count to its own
+/// spans and counts the late ones.
+static FASTRACE_RUN: AtomicU64 = AtomicU64::new(0);
+
+impl fastrace::collector::Reporter for FastraceKeep {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        self.0.lock().expect("lock").extend(spans.iter().map(|s| {
+            let start = u128::from(s.begin_time_unix_ns);
+            (
+                (
+                    s.span_id.0,
+                    s.parent_id.0,
+                    level_of(&s.name),
+                    start,
+                    start + u128::from(s.duration_ns),
+                ),
+                s.trace_id.0,
+            )
+        }));
+    }
+}
+
+fn fastrace_spans(rt: &Runtime, n: u64) -> Sample {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    // A new reporter per run replaces the last one (the collector thread is process-wide).
+    fastrace::set_reporter(
+        FastraceKeep(Arc::clone(&out)),
+        fastrace::collector::Config::default(),
+    );
+    let run = u128::from(FASTRACE_RUN.fetch_add(1, Ordering::Relaxed) + 1);
+    let start = Instant::now();
+    on_workers(rt, async move {
+        for _ in 0..n {
+            // A random trace id (its low 64 bits; the run number above them), and parent id 0
+            // for the root.
+            let mut ctx = fastrace::collector::SpanContext::random();
+            ctx.trace_id.0 = ctx.trace_id.0 & u128::from(u64::MAX) | run << 64;
+            let root = fastrace::Span::root("l1", ctx);
+            fastrace::future::FutureExt::in_span(fr_l1(), root).await;
+        }
+    });
+    // Every root has ended; this hands whatever the per-thread queues hold to the reporter, on
+    // a thread of its own, and returns when it has.
+    fastrace::flush();
+    let elapsed = start.elapsed();
+    let (spans, earlier): (Vec<TracedRow>, Vec<TracedRow>) =
+        std::mem::take(&mut *out.lock().expect("lock"))
+            .into_iter()
+            .partition(|&(_, trace)| trace >> 64 == run);
+    delivered_sample(elapsed, n, &spans, earlier.len() as u64)
+}
+
+#[tracing::instrument(name = "l1")]
+async fn ot_l1() {
+    yield_now().await;
+    ot_l2().await;
+}
+
+#[tracing::instrument(name = "l2")]
+async fn ot_l2() {
+    yield_now().await;
+    ot_l3().await;
+}
+
+#[tracing::instrument(name = "l3")]
+async fn ot_l3() {
+    yield_now().await;
+}
+
+/// Keeps every span the batch span processor exports.
+#[derive(Debug)]
+struct OtelKeep(Arc<Mutex<Vec<TracedRow>>>);
+
+fn unix_ns(t: std::time::SystemTime) -> u128 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for OtelKeep {
+    fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        self.0.lock().expect("lock").extend(batch.iter().map(|s| {
+            let ctx = &s.span_context;
+            (
+                (
+                    u64::from_be_bytes(ctx.span_id().to_bytes()),
+                    // `SpanId::INVALID` (all zeros) for a root.
+                    u64::from_be_bytes(s.parent_span_id.to_bytes()),
+                    level_of(&s.name),
+                    unix_ns(s.start_time),
+                    unix_ns(s.end_time),
+                ),
+                u128::from_be_bytes(ctx.trace_id().to_bytes()),
+            )
+        }));
+        std::future::ready(Ok(()))
+    }
+}
+
+fn tracing_otel_spans(rt: &Runtime, n: u64) -> Sample {
+    use opentelemetry::trace::TracerProvider as _;
+
+    let out = Arc::new(Mutex::new(Vec::new()));
+    // The default batch configuration: a 2048-span queue that drops when full, batches of
+    // 512, exported by the processor's own thread.
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(
+            opentelemetry_sdk::trace::BatchSpanProcessor::builder(OtelKeep(Arc::clone(&out)))
+                .build(),
+        )
+        .build();
+    let dispatch = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("spanbus-bench"))),
+    );
+    let start = Instant::now();
+    on_workers(
+        rt,
+        async move {
+            for _ in 0..n {
+                ot_l1().await;
+            }
+        }
+        .with_subscriber(dispatch),
+    );
+    // Exports what the queue holds and returns when the exporter has it.
+    let flushed = provider.force_flush();
+    let elapsed = start.elapsed();
+    let shut = provider.shutdown();
+    let spans = std::mem::take(&mut *out.lock().expect("lock"));
+    let mut s = delivered_sample(elapsed, n, &spans, 0);
+    s.check = all([
+        flushed.map_err(|e| format!("force_flush: {e}")),
+        shut.map_err(|e| format!("shutdown: {e}")),
+        s.check,
+    ]);
+    s
+}
+
 // =============================================================================================
 // W5: 64 concurrent tasks, attribution
 // =============================================================================================
@@ -1395,6 +1668,8 @@ fn main() {
                 ("spanbus", &|rt| spanbus_spans(rt, n4)),
                 ("tracing_inline", &|rt| tracing_inline_spans(rt, n4)),
                 ("tracing_channel", &|rt| tracing_channel_spans(rt, n4)),
+                ("fastrace", &|rt| fastrace_spans(rt, n4)),
+                ("tracing_otel", &|rt| tracing_otel_spans(rt, n4)),
                 ("uninstrumented", &|rt| uninstrumented(rt, n4)),
             ],
         );
@@ -1488,6 +1763,8 @@ fn main() {
             ("W4_spans", sb),
             ("W4_spans", "tracing_channel"),
         );
+        r.ratio("W4_spans", ("W4_spans", sb), ("W4_spans", "fastrace"));
+        r.ratio("W4_spans", ("W4_spans", sb), ("W4_spans", "tracing_otel"));
         if let Some(x) = r.ratio("W4_spans", ("W4_spans", sb), ("W4_spans", "uninstrumented")) {
             target_wall_cpu("W4_spans spanbus/uninstrumented<=1.4", x, 1.4);
         }
