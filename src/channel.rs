@@ -70,7 +70,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::oneshot;
 
-use crate::inbox::{Inbox, NOBODY, Refused, UNBOUNDED};
+use crate::inbox::{Bound, Inbox, NOBODY, Refused, UNBOUNDED};
 use crate::record::{Lent, Record, RecordRef};
 use crate::sync::{Mutex, MutexGuard, spin_wait, yield_for_models};
 
@@ -115,13 +115,29 @@ struct Reader {
     wake_at: u64,
     /// Barriers with an id above this one are still to be acknowledged by this reader.
     acked_barrier: u64,
+    /// The channel's `overflowed` count when the reader last heard of it.
+    overflow_seen: u64,
+    /// Its handler is waiting in a flush of its own, called from inside the handler: a flush
+    /// placed from inside another handler does not wait for it (see [`Channel::barrier`]).
+    flushing: bool,
 }
 
 struct Barrier {
     id: u64,
     seq: u64,
-    pending: usize,
+    /// The readers it still waits for.
+    waiting: Vec<ReaderId>,
+    /// Placed by a flush called from inside a handler.
+    nested: bool,
     done: Option<oneshot::Sender<()>>,
+}
+
+/// A reader whose task was dropped before the channel closed (its runtime went away): every
+/// record from `from` on, plus `in_hand` records it held unhandled, is lost to it.
+struct Gone {
+    id: ReaderId,
+    from: u64,
+    in_hand: u64,
 }
 
 struct State {
@@ -149,6 +165,10 @@ struct State {
     barriers: VecDeque<Barrier>,
     next_barrier: u64,
     closed: bool,
+    /// Readers whose tasks are gone (see [`Channel::abandon_reader`]).
+    gone: Vec<Gone>,
+    /// Records refused past the hard cap, so far (see [`Channel::overflowed`]).
+    overflowed: u64,
 }
 
 pub(crate) struct Channel {
@@ -156,6 +176,8 @@ pub(crate) struct Channel {
     /// Where emitters put records without the lock (`crate::inbox`).
     inbox: Inbox,
     capacity: usize,
+    /// How far past `capacity` pushes that cannot wait may go (the hard cap is the sum).
+    overflow: usize,
     /// How many records wake a lingering reader (see the module docs).
     linger_records: u64,
 }
@@ -278,20 +300,26 @@ impl State {
         });
     }
 
-    fn ack_barriers_up_to(&mut self, reader: &mut Reader, id: u64) {
-        for b in self.barriers.iter_mut() {
-            if b.id > reader.acked_barrier && b.id <= id {
-                b.pending -= 1;
-            }
-        }
+    fn ack_barriers_up_to(&mut self, reader_id: ReaderId, reader: &mut Reader, id: u64) {
+        self.release_barriers(reader_id, |b| b.id > reader.acked_barrier && b.id <= id);
         reader.acked_barrier = reader.acked_barrier.max(id);
-        while self.barriers.front().is_some_and(|b| b.pending == 0) {
-            if let Some(mut b) = self.barriers.pop_front()
-                && let Some(done) = b.done.take()
-            {
+    }
+
+    /// Stops the barriers that `which` selects from waiting for `reader`, and resolves those
+    /// that then wait for nobody.
+    fn release_barriers(&mut self, reader: ReaderId, which: impl Fn(&Barrier) -> bool) {
+        for b in self.barriers.iter_mut().filter(|b| which(b)) {
+            b.waiting.retain(|&r| r != reader);
+        }
+        self.barriers.retain_mut(|b| {
+            if !b.waiting.is_empty() {
+                return true;
+            }
+            if let Some(done) = b.done.take() {
                 let _ = done.send(());
             }
-        }
+            false
+        });
     }
 }
 
@@ -386,9 +414,14 @@ impl Batch {
         Some(unsafe { record.get() })
     }
 
+    /// How many records the batch owns (taken out of the queue), 0 for a lent batch.
+    pub(crate) fn taken_len(&self) -> u64 {
+        self.taken.len() as u64
+    }
+
     /// Forgets the records of the last batch (an owned record is freed here, on the reader's
     /// side of the lock).
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.records.clear();
         self.taken.clear();
         self.read = 0;
@@ -462,7 +495,8 @@ fn wake_each(wakers: Vec<Waker>) {
 }
 
 impl Channel {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A channel of `capacity` records that pushes which cannot wait may exceed by `overflow`.
+    pub(crate) fn new(capacity: usize, overflow: usize) -> Self {
         Channel {
             state: Mutex::new(State {
                 queue: VecDeque::with_capacity(capacity.min(1 << 16)),
@@ -478,9 +512,12 @@ impl Channel {
                 barriers: VecDeque::new(),
                 next_barrier: 1,
                 closed: false,
+                gone: Vec::new(),
+                overflowed: 0,
             }),
             inbox: Inbox::new(capacity.min(INBOX_SLOTS)),
             capacity,
+            overflow,
             linger_records: (capacity.min(INBOX_SLOTS) / 4).clamp(1, LINGER_RECORDS) as u64,
         }
     }
@@ -502,12 +539,13 @@ impl Channel {
     /// which push must wake a parked reader. Called at the end of every locked section that may
     /// change either.
     fn publish(&self, st: &State) {
-        let limit = if st.lossless_readers == 0 {
-            UNBOUNDED
+        if st.lossless_readers == 0 {
+            self.inbox.set_limits(UNBOUNDED, UNBOUNDED);
         } else {
-            st.min_lossless_cursor + self.capacity as u64
-        };
-        self.inbox.set_limit(limit);
+            let soft = st.min_lossless_cursor + self.capacity as u64;
+            self.inbox
+                .set_limits(soft, soft.saturating_add(self.overflow as u64));
+        }
         self.inbox.set_wake_at(if st.parked == 0 {
             NOBODY
         } else {
@@ -532,6 +570,8 @@ impl Channel {
                 waker: None,
                 wake_at: NOBODY,
                 acked_barrier: st.next_barrier - 1,
+                overflow_seen: st.overflowed,
+                flushing: false,
             };
             if mode == Mode::Lossless {
                 st.lossless_readers += 1;
@@ -553,6 +593,54 @@ impl Channel {
         let mut freed = Vec::new();
         let mut deferred = Deferred::new(&mut freed);
         let mut st = self.lock();
+        self.remove_locked(&mut st, id, &mut deferred);
+    }
+
+    /// Removes reader `id`, whose task is being dropped unfinished (its runtime went away)
+    /// with a batch in hand of which it handled `handled` records: it stops holding anything
+    /// back, and every record it did not handle, or that arrives from now on, is counted as
+    /// lost to it ([`lost`](Self::lost)). `taken_unhandled` is how many records of a batch it
+    /// owned (taken out of the queue) it did not handle.
+    pub(crate) fn abandon_reader(&self, id: ReaderId, handled: u64, taken_unhandled: u64) {
+        let mut freed = Vec::new();
+        let mut deferred = Deferred::new(&mut freed);
+        let mut st = self.lock();
+        self.drain(&mut st, &mut deferred.wake);
+        let Some(Some(reader)) = st.readers.get_mut(id) else {
+            return;
+        };
+        // What it handled of a lent batch is committed; the rest stays after its cursor.
+        reader.cursor += handled.min(reader.lent);
+        reader.lent = 0;
+        let from = reader.cursor;
+        st.gone.push(Gone {
+            id,
+            from,
+            in_hand: taken_unhandled,
+        });
+        self.remove_locked(&mut st, id, &mut deferred);
+        // No task will read what a removed reader would have had pinned.
+        st.unpin(id, deferred.freed);
+    }
+
+    /// The records reader `id` lost because its task is gone (0 for a reader that is not).
+    pub(crate) fn lost(&self, id: ReaderId) -> u64 {
+        let st = self.lock();
+        let tail = self.inbox.claimed();
+        st.gone
+            .iter()
+            .find(|g| g.id == id)
+            .map_or(0, |g| tail.saturating_sub(g.from) + g.in_hand)
+    }
+
+    /// Whether readers were attached and every one of them is gone (see
+    /// [`abandon_reader`](Self::abandon_reader)): nobody will read what is pushed.
+    pub(crate) fn all_gone(&self) -> bool {
+        let st = self.lock();
+        st.live_readers == 0 && !st.gone.is_empty()
+    }
+
+    fn remove_locked(&self, st: &mut State, id: ReaderId, deferred: &mut Deferred<'_>) {
         let Some(mut reader) = st.readers.get_mut(id).and_then(Option::take) else {
             // Already removed: its task is done with whatever was pinned for it.
             st.unpin(id, deferred.freed);
@@ -577,32 +665,107 @@ impl Channel {
         }
         st.update_min_lossless_cursor();
         let last = st.next_barrier - 1;
-        st.ack_barriers_up_to(&mut reader, last);
+        st.ack_barriers_up_to(id, &mut reader, last);
         st.trim(deferred.freed);
         // Waiting emitters may have been held back by this reader alone.
         deferred.wake.append(&mut st.push_waiters);
         // The reader's own task may be parked in `poll_recv`: wake it so that it sees `Closed`
         // and runs its handler's flush and close hooks instead of sleeping forever.
         deferred.wake.extend(reader.waker.take());
-        self.publish(&st);
+        self.publish(st);
     }
 
-    /// Whether any reader is attached.
+    /// Whether any reader is attached, or was until its task went away (records pushed then
+    /// are counted as lost to it, see [`abandon_reader`](Self::abandon_reader)).
     pub(crate) fn has_readers(&self) -> bool {
         let st = self.lock();
-        !st.closed && st.readers().next().is_some()
+        !st.closed && (st.live_readers > 0 || !st.gone.is_empty())
     }
 
-    /// Appends without waiting; fails only when the channel is closed.
+    /// Appends without waiting, past the lossless bound up to the hard cap (`capacity +
+    /// overflow`). Refused with [`Push::Closed`] once closed, and with [`Push::Full`] at the hard
+    /// cap: the caller then either waits on a plain thread ([`push_blocking`](Self::push_blocking))
+    /// or drops the record and counts it ([`overflowed`](Self::overflowed)).
     #[inline]
-    pub(crate) fn push_now(&self, record: RecordRef) -> Result<(), RecordRef> {
-        match self.inbox.push(record, false) {
+    pub(crate) fn push_now(&self, record: RecordRef) -> Result<(), (Push, RecordRef)> {
+        match self.inbox.push(record, Bound::Hard) {
             Ok(seq) => {
                 self.wake_parked(seq);
                 Ok(())
             }
-            Err((Refused::Closed, record)) => Err(record),
-            Err((_, record)) => self.push_locked(record, false, None).map_err(|(_, r)| r),
+            Err((Refused::Closed, record)) => Err((Push::Closed, record)),
+            Err((_, record)) => self.push_locked(record, Bound::Hard, None),
+        }
+    }
+
+    /// Appends without waiting and past the hard cap: for records that end what readers already
+    /// saw begin (see `Dispatcher::push_span_record`). Refused only when closed.
+    pub(crate) fn push_past_cap(&self, record: RecordRef) -> Result<(), RecordRef> {
+        let pushed = match self.inbox.push(record, Bound::Checked) {
+            Ok(seq) => {
+                self.wake_parked(seq);
+                Ok(())
+            }
+            Err((Refused::Closed, record)) => Err((Push::Closed, record)),
+            Err((_, record)) => self.push_locked(record, Bound::Checked, None),
+        };
+        pushed.map_err(|(_, record)| record)
+    }
+
+    /// Counts a record refused at the hard cap and dropped: every reader is told how many it
+    /// missed so, in-band, before its next record ([`Recv::Records::dropped`]).
+    #[cold]
+    pub(crate) fn overflowed(&self) {
+        self.lock().overflowed += 1;
+    }
+
+    /// Pushes once every lossless reader has room, blocking the calling thread meanwhile. For
+    /// plain threads only (no runtime to block): a record refused at the hard cap waits here.
+    #[cold]
+    pub(crate) fn push_blocking(&self, record: &RecordRef) -> Push {
+        crate::park::block_on(|cx| match self.push(record, Some(cx.waker())) {
+            Push::Full => Poll::Pending,
+            done => Poll::Ready(done),
+        })
+    }
+
+    /// Whether every lossless reader has room for a push that waits (below the bound). If
+    /// not, `waker` is woken once there is.
+    #[inline]
+    pub(crate) fn poll_room(&self, waker: &Waker) -> bool {
+        self.inbox.has_room(Bound::Soft) || self.poll_room_locked(waker)
+    }
+
+    #[cold]
+    fn poll_room_locked(&self, waker: &Waker) -> bool {
+        let mut wake = Wakers::default();
+        let room = {
+            let mut st = self.lock();
+            self.drain(&mut st, &mut wake);
+            let room = st.closed || self.backlog(&st) < self.capacity as u64;
+            if !room && !st.push_waiters.iter().any(|w| w.will_wake(waker)) {
+                st.push_waiters.push(waker.clone());
+            }
+            self.publish(&st);
+            room
+        };
+        wake.wake_all();
+        room
+    }
+
+    /// Whether a push that cannot wait would find room below the hard cap now.
+    #[inline]
+    pub(crate) fn below_hard_cap(&self) -> bool {
+        self.inbox.has_room(Bound::Hard)
+    }
+
+    /// How far the slowest lossless reader is behind the claimed tail (pushes in progress
+    /// count, as in the inbox's own check). The one place the bound is measured.
+    fn backlog(&self, st: &State) -> u64 {
+        if st.lossless_readers == 0 {
+            0
+        } else {
+            self.inbox.claimed().saturating_sub(st.min_lossless_cursor)
         }
     }
 
@@ -623,13 +786,13 @@ impl Channel {
         record: RecordRef,
         waker: Option<&Waker>,
     ) -> Result<(), (Push, RecordRef)> {
-        match self.inbox.push(record, true) {
+        match self.inbox.push(record, Bound::Soft) {
             Ok(seq) => {
                 self.wake_parked(seq);
                 Ok(())
             }
             Err((Refused::Closed, record)) => Err((Push::Closed, record)),
-            Err((_, record)) => self.push_locked(record, true, waker),
+            Err((_, record)) => self.push_locked(record, Bound::Soft, waker),
         }
     }
 
@@ -653,28 +816,28 @@ impl Channel {
         wake.wake_all();
     }
 
-    /// The push the inbox refused at the lossless bound or for want of a free slot, retried
-    /// under the lock: drain, check the bound, and push again.
+    /// The push the inbox refused at its bound or for want of a free slot, retried under the
+    /// lock: drain, check the bound (`capacity` for a push that waits, `capacity + overflow`
+    /// for one that cannot), and push again.
     #[cold]
     fn push_locked(
         &self,
         mut record: RecordRef,
-        bounded: bool,
+        bound: Bound,
         waker: Option<&Waker>,
     ) -> Result<(), (Push, RecordRef)> {
+        let limit = match bound {
+            Bound::Soft => self.capacity as u64,
+            Bound::Hard => (self.capacity as u64).saturating_add(self.overflow as u64),
+            Bound::Checked => u64::MAX,
+        };
         let mut spins = 0;
         loop {
             let mut freed = Vec::new();
             let mut deferred = Deferred::new(&mut freed);
             let mut st = self.lock();
             self.drain(&mut st, &mut deferred.wake);
-            // Against the claimed tail, as the inbox's own check: pushes in progress count.
-            let backlog = if st.lossless_readers == 0 {
-                0
-            } else {
-                self.inbox.claimed().saturating_sub(st.min_lossless_cursor)
-            };
-            if bounded && backlog >= self.capacity as u64 {
+            if self.backlog(&st) >= limit {
                 if let Some(waker) = waker
                     && !st.push_waiters.iter().any(|w| w.will_wake(waker))
                 {
@@ -683,7 +846,7 @@ impl Channel {
                 self.publish(&st);
                 return Err((Push::Full, record));
             }
-            match self.inbox.push(record, false) {
+            match self.inbox.push(record, Bound::Checked) {
                 Ok(_) => {
                     st.take_reader_wakers(&mut deferred.wake);
                     self.publish(&st);
@@ -742,11 +905,13 @@ impl Channel {
                 .iter()
                 .find(|b| b.id > reader.acked_barrier)
                 .map(|b| (b.id, b.seq));
-            let mut dropped = 0;
+            // Records refused at the hard cap since it last heard: missed, like a lossy skip.
+            let mut dropped = st.overflowed - reader.overflow_seen;
+            reader.overflow_seen = st.overflowed;
             if let Mode::Lossy { capacity } = reader.mode {
                 let oldest_kept = tail.saturating_sub(capacity as u64);
                 if reader.cursor < oldest_kept {
-                    dropped = oldest_kept - reader.cursor;
+                    dropped += oldest_kept - reader.cursor;
                     reader.cursor = oldest_kept;
                 }
             }
@@ -842,7 +1007,7 @@ impl Channel {
     pub(crate) fn ack(&self, reader: ReaderId, id: u64) {
         let mut st = self.lock();
         if let Some(mut r) = st.readers.get_mut(reader).and_then(Option::take) {
-            st.ack_barriers_up_to(&mut r, id);
+            st.ack_barriers_up_to(reader, &mut r, id);
             st.readers[reader] = Some(r);
         }
     }
@@ -850,12 +1015,23 @@ impl Channel {
     /// Places a flush barrier after every record pushed so far (at the inbox's claimed tail:
     /// pushes still in progress are before it too). The receiver resolves once every reader
     /// present now has handled everything before it and flushed (or has been removed).
-    pub(crate) fn barrier(&self) -> Option<oneshot::Receiver<()>> {
+    ///
+    /// A `nested` barrier (a flush called from inside a handler) does not wait for readers
+    /// whose handlers are themselves waiting in such a flush ([`set_flushing`](Self::set_flushing)):
+    /// two handlers flushing each other's channels would otherwise wait for each other forever.
+    pub(crate) fn barrier(&self, nested: bool) -> Option<oneshot::Receiver<()>> {
         let mut wake = Wakers::default();
         let rx = {
             let mut st = self.lock();
-            let pending = st.readers().count();
-            if pending == 0 {
+            let waiting: Vec<ReaderId> = st
+                .readers
+                .iter()
+                .enumerate()
+                .filter_map(|(id, r)| r.as_ref().map(|r| (id, r)))
+                .filter(|(_, r)| !(nested && r.flushing))
+                .map(|(id, _)| id)
+                .collect();
+            if waiting.is_empty() {
                 return None;
             }
             self.drain(&mut st, &mut wake);
@@ -866,7 +1042,8 @@ impl Channel {
             st.barriers.push_back(Barrier {
                 id,
                 seq,
-                pending,
+                waiting,
+                nested,
                 done: Some(tx),
             });
             st.take_reader_wakers(&mut wake);
@@ -875,6 +1052,20 @@ impl Channel {
         };
         wake.wake_all();
         Some(rx)
+    }
+
+    /// Marks whether reader `id`'s handler is waiting in a flush called from inside it. While
+    /// it is, nested barriers (see [`barrier`](Self::barrier)) do not wait for it, including
+    /// those already placed.
+    pub(crate) fn set_flushing(&self, id: ReaderId, flushing: bool) {
+        let mut st = self.lock();
+        let Some(Some(reader)) = st.readers.get_mut(id) else {
+            return;
+        };
+        reader.flushing = flushing;
+        if flushing {
+            st.release_barriers(id, |b| b.nested);
+        }
     }
 
     /// Closes the channel: pushes fail from now on; readers drain, then see `Closed`.
@@ -951,7 +1142,7 @@ mod tests {
 
     #[test]
     fn a_lingering_reader_is_woken_by_the_push_that_completes_its_batch_and_not_before() {
-        let ch = Channel::new(16);
+        let ch = Channel::new(16, 16);
         let batch = ch.linger_records();
         assert_eq!(batch, 4, "a quarter of a 16-slot inbox");
         let mut r = Reader::new(&ch);
@@ -968,7 +1159,7 @@ mod tests {
 
     #[test]
     fn a_reader_that_does_not_linger_is_woken_by_the_next_push() {
-        let ch = Channel::new(16);
+        let ch = Channel::new(16, 16);
         let mut r = Reader::new(&ch);
         assert!(r.poll(&ch, false).is_pending());
         assert!(!r.batch.is_lingering());
@@ -978,12 +1169,12 @@ mod tests {
 
     #[test]
     fn a_flush_wakes_a_lingering_reader_at_once_and_it_takes_everything_before_the_barrier() {
-        let ch = Channel::new(16);
+        let ch = Channel::new(16, 16);
         let mut r = Reader::new(&ch);
         assert!(r.poll(&ch, true).is_pending());
         assert!(ch.push_now(rec(0)).is_ok());
         assert_eq!(r.wakes(), 0);
-        let _flushed = ch.barrier().expect("a reader is attached");
+        let _flushed = ch.barrier(false).expect("a reader is attached");
         assert_eq!(r.wakes(), 1);
         assert_eq!(r.poll(&ch, true), Poll::Ready(Recv::Records { dropped: 0 }));
         assert!(matches!(r.poll(&ch, true), Poll::Ready(Recv::Barrier(_))));
@@ -991,7 +1182,7 @@ mod tests {
 
     #[test]
     fn a_push_wakes_only_the_readers_it_is_due_to_wake() {
-        let ch = Channel::new(16);
+        let ch = Channel::new(16, 16);
         let mut lingering = Reader::new(&ch);
         let mut eager = Reader::new(&ch);
         assert!(lingering.poll(&ch, true).is_pending());

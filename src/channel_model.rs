@@ -57,7 +57,7 @@ pub fn record<E: Event>(event: E) -> Rec {
 impl Channel {
     /// A channel with room for `capacity` records.
     pub fn new(capacity: usize) -> Self {
-        Channel(channel::Channel::new(capacity))
+        Channel(channel::Channel::new(capacity, capacity))
     }
 
     /// Adds a lossless reader (`lossy: None`) or a lossy one with that capacity.
@@ -116,7 +116,7 @@ impl Channel {
 
     /// Places a flush barrier at the tail.
     pub fn barrier(&self) -> Option<oneshot::Receiver<()>> {
-        self.0.barrier()
+        self.0.barrier(false)
     }
 
     /// Closes the channel.

@@ -100,7 +100,10 @@ impl SpanContext {
 /// ```
 /// use spanbus::{Context, current_span};
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let d = spanbus::Dispatcher::new("worker")?;
+/// d.add_span_handler(spanbus::handlers::NullSpanHandler)?; // a listener makes spans live (`Span::is_idle`)
 /// let (parent, wire) = d.span("request").in_scope(|| {
 ///     let ctx = Context::current().with_extra("tracestate", "vendor=1");
 ///     (current_span().unwrap(), serde_json::to_string(&ctx).unwrap())
@@ -115,7 +118,8 @@ impl SpanContext {
 ///     assert_eq!(child.context().trace_id(), parent.trace_id());
 ///     child.exit();
 /// });
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Context {

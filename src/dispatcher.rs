@@ -92,9 +92,13 @@ pub(crate) fn topology_changed() {
 
 static NEXT_HANDLER: AtomicU64 = AtomicU64::new(1);
 
-/// `route` bits: the low two bits of the cached tag.
+/// `route` bits: the low three bits of the cached tag. `LIVE`: some handler on the chain
+/// listens. `SHUT`: this dispatcher is shut down. `GONE`: every handler on the chain lost its
+/// task (its runtime was dropped), so records reach nobody.
 const LIVE: u64 = 1;
 const SHUT: u64 = 2;
+const GONE: u64 = 4;
+const ROUTE_BITS: u32 = 3;
 
 /// A named node of the hierarchy that emits events and span signals.
 ///
@@ -108,7 +112,9 @@ struct Inner {
     parent: RwLock<Option<Dispatcher>>,
     propagate: AtomicBool,
     capacity: usize,
-    /// `(topology generation << 2) | SHUT | LIVE`, as of the last refresh of `targets`.
+    overflow: usize,
+    /// `(topology generation << ROUTE_BITS) | GONE | SHUT | LIVE`, as of the last refresh of
+    /// `targets`.
     route: AtomicU64,
     /// The channels records go to, replaced whole by `refresh` (under `refreshing`) and read
     /// without locking by every emit.
@@ -135,6 +141,25 @@ struct Attached {
     reader: ReaderId,
     counters: Arc<Counters>,
     task: JoinHandle<()>,
+}
+
+impl Attached {
+    fn stats(&self, channel: Option<&Channel>) -> HandlerStats {
+        let mut stats = self.counters.snapshot(&self.name);
+        stats.lost = channel.map_or(0, |c| c.lost(self.reader));
+        stats
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle is gone, so nothing can emit here any more: close the channel, so that
+    /// the handler tasks drain it, run their handlers' `flush` and `close`, and end.
+    fn drop(&mut self) {
+        let hub = self.hub.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = hub.channel.take() {
+            channel.close();
+        }
+    }
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -174,6 +199,7 @@ pub struct DispatcherBuilder {
     parent: Option<Dispatcher>,
     propagate: bool,
     capacity: usize,
+    overflow: Option<usize>,
 }
 
 impl DispatcherBuilder {
@@ -195,6 +221,14 @@ impl DispatcherBuilder {
         self
     }
 
+    /// How many records past its capacity the channel takes from emitters that cannot wait
+    /// (default: the capacity, so the hard cap is twice the capacity). See
+    /// [the bound](crate#the-bound) for what happens past it.
+    pub fn overflow(mut self, overflow: usize) -> Self {
+        self.overflow = Some(overflow);
+        self
+    }
+
     /// Builds the dispatcher.
     ///
     /// # Errors
@@ -207,6 +241,7 @@ impl DispatcherBuilder {
             self.parent,
             self.propagate,
             self.capacity,
+            self.overflow.unwrap_or(self.capacity),
         ))
     }
 }
@@ -228,6 +263,7 @@ impl Dispatcher {
             parent: None,
             propagate: true,
             capacity: DEFAULT_CAPACITY,
+            overflow: None,
         }
     }
 
@@ -236,6 +272,7 @@ impl Dispatcher {
         parent: Option<Dispatcher>,
         propagate: bool,
         capacity: usize,
+        overflow: usize,
     ) -> Dispatcher {
         topology_changed();
         Dispatcher(Arc::new(Inner {
@@ -243,6 +280,7 @@ impl Dispatcher {
             parent: RwLock::new(parent),
             propagate: AtomicBool::new(propagate),
             capacity,
+            overflow,
             route: AtomicU64::new(0),
             targets: ArcSwap::from_pointee(Vec::new()),
             refreshing: Mutex::new(()),
@@ -312,19 +350,25 @@ impl Dispatcher {
     }
 
     /// A span named `name` on this dispatcher, to wrap a future, a closure, or enter by hand.
+    ///
+    /// If no handler listens on the chain now, the span is idle and costs next to nothing
+    /// (see [`Span::is_idle`]).
+    #[inline]
     pub fn span(&self, name: impl Into<std::borrow::Cow<'static, str>>) -> Span {
-        Span::new(self.clone(), name.into())
+        let live = self.route() & (LIVE | SHUT) == LIVE;
+        Span::new(live.then(|| self.clone()), name.into())
     }
 
     // ---- routing ------------------------------------------------------------------------
 
-    /// The route bits (`LIVE`, `SHUT`), refreshing the cached targets if the topology changed.
+    /// The route bits (`LIVE`, `SHUT`, `GONE`), refreshing the cached targets if the topology
+    /// changed.
     #[inline]
     fn route(&self) -> u64 {
         let generation = TOPOLOGY.load(Ordering::Acquire);
         let route = self.0.route.load(Ordering::Acquire);
-        if route >> 2 == generation {
-            route & 3
+        if route >> ROUTE_BITS == generation {
+            route & ((1 << ROUTE_BITS) - 1)
         } else {
             self.refresh(generation)
         }
@@ -339,11 +383,14 @@ impl Dispatcher {
         } else {
             self.chain_channels()
         };
-        let bits = if shut { SHUT } else { 0 } | if channels.is_empty() { 0 } else { LIVE };
+        let gone = !channels.is_empty() && channels.iter().all(|c| c.all_gone());
+        let bits = if shut { SHUT } else { 0 }
+            | if channels.is_empty() { 0 } else { LIVE }
+            | if gone { GONE } else { 0 };
         self.0.targets.store(Arc::new(channels));
         self.0
             .route
-            .store((generation << 2) | bits, Ordering::Release);
+            .store((generation << ROUTE_BITS) | bits, Ordering::Release);
         bits
     }
 
@@ -367,22 +414,92 @@ impl Dispatcher {
         channels
     }
 
-    /// Pushes without waiting to every target; used for span signals and sync emission.
-    /// Returns whether the record got into every channel, and there was at least one (a
-    /// channel refuses once closed; shutdown empties the targets).
-    fn push_now(&self, record: &RecordRef) -> bool {
+    /// Pushes to every target without waiting for room, for sync emission (see
+    /// [the bound](crate#the-bound)): past a channel's hard cap, a plain thread blocks until
+    /// there is room; any other drops the record there and counts it.
+    fn push_now(&self, record: &RecordRef) -> Pushed {
         let targets = self.0.targets.load();
-        let mut all = !targets.is_empty();
+        // Empty although the route said someone listens: a shutdown has emptied them.
+        let mut pushed = if targets.is_empty() {
+            Pushed::Refused
+        } else {
+            Pushed::All
+        };
         for ch in targets.iter() {
-            all &= ch.push_now(record.clone()).is_ok();
+            let outcome = match ch.push_now(record.clone()) {
+                Ok(()) => Pushed::All,
+                Err((Push::Full, _)) if crate::park::may_block() => {
+                    match ch.push_blocking(record) {
+                        Push::Closed => Pushed::Refused,
+                        _ => Pushed::All,
+                    }
+                }
+                Err((Push::Full, _)) => {
+                    ch.overflowed();
+                    Pushed::Overflowed
+                }
+                Err(_) => Pushed::Refused,
+            };
+            pushed = pushed.max(outcome);
         }
-        all
+        pushed
+    }
+
+    /// Whether every channel on the chain has room below its bound for records that wait; if
+    /// not, `cx` is woken when there is. Always true when nobody listens and inside a handler
+    /// (which must never wait on handlers).
+    #[inline]
+    pub(crate) fn poll_room(&self, cx: &mut std::task::Context<'_>) -> bool {
+        if self.route() & (LIVE | SHUT) != LIVE {
+            return true;
+        }
+        let targets = self.0.targets.load();
+        targets.iter().all(|ch| ch.poll_room(cx.waker())) || handler::in_handler()
+    }
+
+    /// For sync spans: on a plain thread, waits until every channel on the chain is below its
+    /// hard cap, so that the span's records are not dropped there. Never waits elsewhere.
+    #[inline]
+    pub(crate) fn wait_below_hard_cap(&self) {
+        if self.route() & (LIVE | SHUT) != LIVE {
+            return;
+        }
+        let targets = self.0.targets.load();
+        if targets.iter().all(|ch| ch.below_hard_cap()) || !crate::park::may_block() {
+            return;
+        }
+        for ch in targets.iter() {
+            crate::park::block_on(|cx| match ch.poll_room(cx.waker()) {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            });
+        }
     }
 
     fn shut_down_error(&self) -> EmitError {
         EmitError::ShutDown {
             dispatcher: self.name().to_owned(),
         }
+    }
+
+    /// The outcome of an emit whose record went to the chain's channels, given the route it
+    /// was made on.
+    fn emitted(&self, pushed: Pushed, route: u64) -> Result<(), EmitError> {
+        if pushed == Pushed::Refused && self.is_shut_down() {
+            // A shutdown that began after the route was read closed a channel first.
+            return Err(self.shut_down_error());
+        }
+        if pushed == Pushed::Overflowed {
+            return Err(EmitError::Overflow {
+                dispatcher: self.name().to_owned(),
+            });
+        }
+        if route & GONE != 0 {
+            return Err(EmitError::HandlersGone {
+                dispatcher: self.name().to_owned(),
+            });
+        }
+        Ok(())
     }
 
     fn new_record<P: Payload>(
@@ -408,7 +525,7 @@ impl Dispatcher {
         name: std::borrow::Cow<'static, str>,
         args: Option<Value>,
     ) -> Option<Tracked> {
-        if self.route() != LIVE {
+        if self.route() & (LIVE | SHUT) != LIVE {
             return None;
         }
         self.track_and_enter(ctx, tags, parent, name, args)
@@ -432,14 +549,19 @@ impl Dispatcher {
         if self.is_shut_down() {
             return None;
         }
-        let slot = open.insert(ctx, tags.clone());
         let enter = crate::record::SpanEnter {
             id: ctx.span_id(),
             parent: parent.map(|p| p.span_id()),
             name,
             args,
         };
-        self.push_span_record(self.new_record(Some(ctx), tags.clone(), enter));
+        // An enter no channel took (each at its hard cap, or nobody listens any more) is not
+        // tracked: the span then emits no end either.
+        let record = self.new_record(Some(ctx), tags.clone(), enter);
+        if !self.push_span_record(record, Signal::Enter) {
+            return None;
+        }
+        let slot = open.insert(ctx, tags.clone());
         Some(Tracked { shard, slot })
     }
 
@@ -450,7 +572,7 @@ impl Dispatcher {
         let mut open = self.0.open.lock(at.shard);
         if open.remove(at.slot, ctx) {
             let exit = crate::record::SpanExit { id: ctx.span_id() };
-            self.push_span_record(self.new_record(Some(ctx), tags, exit));
+            self.push_span_record(self.new_record(Some(ctx), tags, exit), Signal::End);
         }
     }
 
@@ -469,7 +591,11 @@ impl Dispatcher {
         }
     }
 
-    /// Pushes a signal of a tracked span; called with the span's shard lock held.
+    /// Pushes a signal of a tracked span; called with the span's shard lock held, so never
+    /// blocks. An enter respects the hard cap (past it, it is dropped and counted); an end is
+    /// pushed past it, so that every span a handler saw entered is ended for it: the ends
+    /// past the cap are bounded by the spans open (which their owners hold in memory anyway).
+    /// Returns whether some channel took the record.
     ///
     /// Shutdown sets its flag, then drains the shards (waiting for that lock), and closes
     /// channels only after that; so while the lock is held the chain's channels are open. But
@@ -479,22 +605,27 @@ impl Dispatcher {
     ///
     /// The record is moved into the last channel rather than cloned, so a span signal to one
     /// channel costs no reference-count traffic on the emitter's side.
-    fn push_span_record(&self, record: RecordRef) {
+    fn push_span_record(&self, record: RecordRef, signal: Signal) -> bool {
         self.route();
         {
             let targets = self.0.targets.load();
+            let push = |ch: &Channel, record| match signal {
+                Signal::Enter => push_or_count(ch, record),
+                Signal::End => ch.push_past_cap(record).is_ok(),
+            };
             if let Some((last, rest)) = targets.split_last() {
+                let mut took = false;
                 for ch in rest {
-                    let _ = ch.push_now(record.clone());
+                    took |= push(ch, record.clone());
                 }
-                let _ = last.push_now(record);
-                return;
+                return push(last, record) | took;
             }
             if !self.is_shut_down() {
-                return;
+                return false;
             }
         }
-        push_to(&self.chain_channels(), &record);
+        push_past_cap_to(&self.chain_channels(), &record);
+        true
     }
 
     fn push_drop(
@@ -518,8 +649,10 @@ impl Dispatcher {
             Record::event_record(Some(ctx), tags, self.0.name, event),
         ];
         match to {
-            None => records.into_iter().for_each(|r| self.push_span_record(r)),
-            Some(channels) => records.iter().for_each(|r| push_to(channels, r)),
+            None => records.into_iter().for_each(|r| {
+                self.push_span_record(r, Signal::End);
+            }),
+            Some(channels) => records.iter().for_each(|r| push_past_cap_to(channels, r)),
         }
     }
 
@@ -623,13 +756,14 @@ impl Dispatcher {
         }
         let channel = Arc::clone(
             hub.channel
-                .get_or_insert_with(|| Arc::new(Channel::new(self.0.capacity))),
+                .get_or_insert_with(|| Arc::new(Channel::new(self.0.capacity, self.0.overflow))),
         );
         let reader = channel.add_reader(options.mode()).ok_or_else(shut_down)?;
         let counters = Arc::new(Counters::default());
         let id = HandlerId(NEXT_HANDLER.fetch_add(1, Ordering::Relaxed));
         let task = runtime.spawn(handler::InHandler::new(
             &channel,
+            reader,
             handler::run(handler, Arc::clone(&channel), reader, Arc::clone(&counters)),
         ));
         hub.handlers.push(Attached {
@@ -665,10 +799,10 @@ impl Dispatcher {
     /// The counters of each handler attached here. After shutdown the handlers are detached:
     /// their final counters are in the [`ShutdownReport`].
     pub fn handler_stats(&self) -> Vec<(HandlerId, HandlerStats)> {
-        lock(&self.0.hub)
-            .handlers
+        let hub = lock(&self.0.hub);
+        hub.handlers
             .iter()
-            .map(|h| (h.id, h.counters.snapshot(&h.name)))
+            .map(|h| (h.id, h.stats(hub.channel.as_deref())))
             .collect()
     }
 
@@ -680,6 +814,15 @@ impl Dispatcher {
     ///
     /// A handler that never returns makes `flush` wait forever; bound it with
     /// `tokio::time::timeout` if a handler may hang.
+    ///
+    /// Called from inside a handler, `flush` skips that handler's own channel (it would wait
+    /// for itself) and does not wait for handlers that are themselves waiting in a flush
+    /// called from inside them (they would wait for each other).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future stops the waiting only; handlers still reach the
+    /// barrier and flush.
     pub async fn flush(&self) {
         flush_channels(self.chain_channels()).await;
     }
@@ -696,14 +839,21 @@ impl Dispatcher {
     /// handlers); each handler handles what is queued, is flushed and closed, and its task
     /// ends. A handler still running at the deadline is aborted and reported as timed out.
     /// Idempotent: later calls return the first call's report (waiting for it if needed).
-    /// Cancel-safe: if the caller stops waiting (a timeout, a lost `select!`), the shutdown
-    /// still completes by its deadline, and the next call returns its report.
     ///
     /// Records this dispatcher's descendants emit no longer reach its handlers.
     ///
-    /// # Panics
+    /// Works from anywhere: inside or outside a tokio runtime, from `Drop`, or blocked on
+    /// with `futures::executor::block_on` (even on the thread of a current-thread runtime).
+    /// The waiting for the handlers is done by a short-lived thread of its own, which needs no
+    /// runtime and is never scheduled on one the caller may be blocking; so the report comes
+    /// by the deadline whatever the caller's thread is doing. A handler whose runtime cannot
+    /// run it meanwhile (the caller is blocking that runtime's only thread) cannot finish: it
+    /// is reported as timed out.
     ///
-    /// If the tokio runtime was built without the time driver.
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: if the caller stops waiting (a timeout, a lost `select!`), the shutdown
+    /// still completes by its deadline, and the next call returns its report.
     ///
     /// # Examples
     ///
@@ -720,33 +870,23 @@ impl Dispatcher {
     /// # }
     /// ```
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let shared = {
-            let mut slot = lock(&self.0.report);
-            match &*slot {
-                Some(shared) => shared.clone(),
-                None => {
-                    self.begin_shutdown();
-                    let this = self.clone();
-                    let work = async move { this.finish_shutdown(deadline).await };
-                    // The work runs in its own task, so a caller that stops waiting (a timeout,
-                    // a lost `select!`) does not abandon the handlers half shut down: the
-                    // deadline is still enforced and the report is there for the next call.
-                    let work: BoxFuture<'static, ShutdownReport> =
-                        match tokio::runtime::Handle::try_current() {
-                            Ok(runtime) => {
-                                let task = runtime.spawn(work);
-                                Box::pin(async move { task.await.unwrap_or_default() })
-                            }
-                            Err(_) => Box::pin(work),
-                        };
-                    let shared = work.shared();
-                    *slot = Some(shared.clone());
-                    shared
-                }
-            }
-        };
-        shared.await
+        self.shutdown_report(timeout).await
+    }
+
+    fn shutdown_report(&self, timeout: Duration) -> SharedReport {
+        let now = std::time::Instant::now();
+        // A timeout too large to add means no deadline to speak of: a century will do.
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
+        let mut slot = lock(&self.0.report);
+        if let Some(shared) = &*slot {
+            return shared.clone();
+        }
+        self.begin_shutdown();
+        let shared = self.finish_shutdown(deadline).shared();
+        *slot = Some(shared.clone());
+        shared
     }
 
     /// Refuses new records and drops open spans. Idempotent.
@@ -771,43 +911,143 @@ impl Dispatcher {
         }
     }
 
-    async fn finish_shutdown(&self, deadline: tokio::time::Instant) -> ShutdownReport {
+    /// Closes the channel and waits, on a thread of its own, for the handler tasks to end by
+    /// `deadline` (see [`shutdown`](Self::shutdown)).
+    fn finish_shutdown(&self, deadline: std::time::Instant) -> BoxFuture<'static, ShutdownReport> {
         let (channel, handlers) = {
             let mut hub = lock(&self.0.hub);
             (hub.channel.clone(), std::mem::take(&mut hub.handlers))
         };
-        if let Some(ch) = channel {
+        if let Some(ch) = &channel {
             ch.close();
         }
         topology_changed();
-        let mut reports = Vec::with_capacity(handlers.len());
-        for mut h in handlers {
-            let timed_out = match tokio::time::timeout_at(deadline, &mut h.task).await {
-                Ok(_) => false,
-                Err(_) => {
-                    h.task.abort();
-                    true
-                }
-            };
-            reports.push(HandlerReport {
-                dispatcher: self.name().to_owned(),
-                id: h.id,
-                stats: h.counters.snapshot(&h.name),
-                timed_out,
-            });
-        }
-        ShutdownReport {
-            handlers: reports,
+        let closing = Closing {
+            dispatcher: self.name().to_owned(),
+            channel,
+            handlers,
             spans_dropped: self.0.spans_dropped_at_shutdown.load(Ordering::Acquire),
+        };
+        if closing.handlers.is_empty() {
+            return Box::pin(std::future::ready(closing.wait_until(deadline)));
+        }
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let handed = Arc::new(Mutex::new(Some(closing)));
+        let taken = Arc::clone(&handed);
+        let spawned = std::thread::Builder::new()
+            .name("spanbus-shutdown".to_owned())
+            .spawn(move || {
+                if let Some(closing) = lock(&taken).take() {
+                    let _ = tx.send(closing.wait_until(deadline));
+                }
+            });
+        if spawned.is_err() {
+            // No thread to wait on (the process is out of them): do not wait at all.
+            if let Some(closing) = lock(&handed).take() {
+                return Box::pin(std::future::ready(
+                    closing.wait_until(std::time::Instant::now()),
+                ));
+            }
+        }
+        Box::pin(async move { rx.await.unwrap_or_default() })
+    }
+}
+
+/// The handlers of a dispatcher being shut down, with its closed channel.
+struct Closing {
+    dispatcher: String,
+    channel: Option<Arc<Channel>>,
+    handlers: Vec<Attached>,
+    spans_dropped: u64,
+}
+
+impl Closing {
+    /// Blocks the calling thread until every handler task has ended or `deadline` has passed,
+    /// aborts those still running, and reports. Needs no runtime: a task's `JoinHandle` is
+    /// polled with a waker that unparks this thread.
+    fn wait_until(mut self, deadline: std::time::Instant) -> ShutdownReport {
+        // `None` while running; `Some(true)` if the task ended by itself, `Some(false)` if it
+        // was dropped unfinished (its runtime went away first).
+        let mut ended: Vec<Option<bool>> = vec![None; self.handlers.len()];
+        crate::park::block_until(Some(deadline), |cx| {
+            for (h, ended) in self.handlers.iter_mut().zip(ended.iter_mut()) {
+                if ended.is_none()
+                    && let Poll::Ready(joined) = Pin::new(&mut h.task).poll(cx)
+                {
+                    *ended = Some(joined.is_ok());
+                }
+            }
+            if ended.iter().all(Option::is_some) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        let channel = self.channel.as_deref();
+        let handlers = self
+            .handlers
+            .iter()
+            .zip(ended)
+            .map(|(h, ended)| {
+                if ended.is_none() {
+                    h.task.abort();
+                }
+                HandlerReport {
+                    dispatcher: self.dispatcher.clone(),
+                    id: h.id,
+                    stats: h.stats(channel),
+                    timed_out: ended.is_none(),
+                    runtime_gone: ended == Some(false),
+                }
+            })
+            .collect();
+        ShutdownReport {
+            handlers,
+            spans_dropped: self.spans_dropped,
         }
     }
 }
 
-/// Pushes `record` without waiting to each of `channels`.
-fn push_to(channels: &[Arc<Channel>], record: &RecordRef) {
+/// Pushes `record` to each of `channels` past their hard cap: for records that complete what
+/// handlers already saw part of (a span's end, the rest of a cancelled emit's chain), which
+/// are bounded by what their emitters hold.
+fn push_past_cap_to(channels: &[Arc<Channel>], record: &RecordRef) {
     for ch in channels {
-        let _ = ch.push_now(record.clone());
+        let _ = ch.push_past_cap(record.clone());
     }
+}
+
+/// Pushes without waiting and without blocking: for span enters, pushed under the open-span
+/// lock (blocking there could hold up shutdown). Past the hard cap the record is dropped and
+/// counted for the channel's handlers. Returns whether it got in.
+#[inline]
+fn push_or_count(ch: &Channel, record: RecordRef) -> bool {
+    match ch.push_now(record) {
+        Ok(()) => true,
+        Err((Push::Full, _)) => {
+            ch.overflowed();
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Which signal of a span is pushed (see [`Dispatcher::push_span_record`]).
+#[derive(Clone, Copy)]
+enum Signal {
+    Enter,
+    End,
+}
+
+/// How a push to the chain went, worst last (so that `max` combines channels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Pushed {
+    /// Into every channel.
+    All,
+    /// A channel was closed (or there was none).
+    Refused,
+    /// A channel was at its hard cap: dropped and counted there.
+    Overflowed,
 }
 
 /// The process-wide copy of a dispatcher name.
@@ -840,17 +1080,36 @@ const MAX_DEPTH: usize = 1024;
 
 /// Places a barrier on each channel and waits for all of them.
 ///
-/// Called from inside a handler, the handler's own channel is skipped: its barrier could only
-/// be reached after the handler returns.
+/// Called from inside a handler, the handler's own channel is skipped (its barrier could only
+/// be reached after the handler returns), and the handler is marked as flushing on its own
+/// channel while it waits: barriers placed from inside other handlers do not wait for it, so
+/// handlers flushing each other's channels all finish.
 pub(crate) async fn flush_channels(channels: impl IntoIterator<Item = Arc<Channel>>) {
     let own = handler::handling();
+    let _flushing = own.as_ref().map(Flushing::new);
     let barriers: Vec<_> = channels
         .into_iter()
-        .filter(|c| Some(Arc::as_ptr(c) as usize) != own)
-        .filter_map(|c| c.barrier())
+        .filter(|c| own.as_ref().is_none_or(|h| !Arc::ptr_eq(&h.channel, c)))
+        .filter_map(|c| c.barrier(own.is_some()))
         .collect();
     for barrier in barriers {
         let _ = barrier.await;
+    }
+}
+
+/// Marks a handler as waiting in a flush of its own until dropped (see [`flush_channels`]).
+struct Flushing<'a>(&'a handler::Handling);
+
+impl<'a> Flushing<'a> {
+    fn new(h: &'a handler::Handling) -> Self {
+        h.channel.set_flushing(h.reader, true);
+        Flushing(h)
+    }
+}
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        self.0.channel.set_flushing(self.0.reader, false);
     }
 }
 
@@ -886,7 +1145,7 @@ impl<E: Event> Emit<'_, E> {
     /// Builds the record, given the dispatcher's `route` (checked once by the caller, which
     /// returns early when nobody listens): an error after shutdown.
     fn into_record(self, route: u64) -> Result<RecordRef, EmitError> {
-        if route != LIVE {
+        if route & SHUT != 0 {
             return Err(self.dispatcher.shut_down_error());
         }
         let (current_span, active) = context::current_parts();
@@ -908,16 +1167,20 @@ impl<E: Event> Emit<'_, E> {
         ))
     }
 
-    /// Emits without waiting, from sync code or a `Drop`.
+    /// Emits without waiting for room, from sync code or a `Drop`.
     ///
-    /// Never blocks: in a full lossless channel the record is appended beyond the bound (so
-    /// nothing is lost) and async emitters wait until the backlog drains.
+    /// In a full lossless channel the record is appended past the bound, up to the hard cap
+    /// (capacity + overflow); past that, a plain thread blocks until there is room and a
+    /// runtime thread drops the record and counts it (see [the bound](crate#the-bound)). A
+    /// runtime worker is never blocked.
     ///
     /// # Errors
     ///
     /// [`EmitError::ShutDown`] after the dispatcher was shut down, or when a shutdown that
-    /// began during the call closed a channel before the record got in. `Ok` means the record
-    /// is queued for every handler it reaches.
+    /// began during the call closed a channel before the record got in;
+    /// [`EmitError::Overflow`] when a channel was at its hard cap on a thread that may not
+    /// block; [`EmitError::HandlersGone`] when every handler it reaches lost its task. `Ok`
+    /// means the record is queued for every handler it reaches.
     #[inline]
     pub fn now(self) -> Result<(), EmitError> {
         let dispatcher = self.dispatcher;
@@ -927,132 +1190,140 @@ impl<E: Event> Emit<'_, E> {
             return Ok(());
         }
         let record = self.into_record(route)?;
-        if !dispatcher.push_now(&record) && dispatcher.is_shut_down() {
-            return Err(dispatcher.shut_down_error());
-        }
-        Ok(())
+        dispatcher.emitted(dispatcher.push_now(&record), route)
     }
 }
 
 impl<'a, E: Event> IntoFuture for Emit<'a, E> {
     type Output = Result<(), EmitError>;
-    type IntoFuture = EmitFuture;
+    type IntoFuture = EmitFuture<'a, E>;
 
+    /// Nothing happens until the future is first polled.
     #[inline]
-    fn into_future(self) -> EmitFuture {
-        let dispatcher = self.dispatcher;
-        let route = dispatcher.route();
-        if route == 0 {
-            return EmitFuture { state: None };
+    fn into_future(self) -> EmitFuture<'a, E> {
+        EmitFuture {
+            state: EmitState::Start(self),
         }
-        let record = match self.into_record(route) {
-            Ok(record) => record,
-            Err(e) => {
-                return EmitFuture {
-                    state: Some(Waiting::Failed(e)),
-                };
-            }
-        };
-        // Inside a handler, waiting for room could wait on this very handler (or on one that
-        // waits on it): emit as `now()` does instead, which never waits and loses nothing.
-        if handler::handling().is_some() {
-            let state = match dispatcher.push_now(&record) {
-                false if dispatcher.is_shut_down() => {
-                    Some(Waiting::Failed(dispatcher.shut_down_error()))
-                }
-                _ => None,
-            };
-            return EmitFuture { state };
-        }
-        // Fast path: every channel has room.
-        let targets = dispatcher.0.targets.load();
-        let wait = |record, next| EmitFuture {
-            state: Some(Waiting::Room {
-                record,
-                targets: Arc::clone(&targets),
-                next,
-                dispatcher: dispatcher.clone(),
-            }),
-        };
-        // Empty although `into_record` saw listeners: a shutdown has emptied them meanwhile.
-        let mut refused = true;
-        if let Some((last, rest)) = targets.split_last() {
-            refused = false;
-            for (i, ch) in rest.iter().enumerate() {
-                match ch.push(&record, None) {
-                    Push::Done => {}
-                    Push::Closed => refused = true,
-                    Push::Full => return wait(record, i),
-                }
-            }
-            // The last channel takes the emitter's own reference.
-            match last.push_owned(record, None) {
-                Ok(()) => {}
-                Err((Push::Full, record)) => return wait(record, rest.len()),
-                Err(_) => refused = true,
-            }
-        }
-        // A shutdown that began after the check in `into_record` closed a channel (or emptied
-        // the targets) first: the record did not get in, so do not report success.
-        if refused && dispatcher.is_shut_down() {
-            return EmitFuture {
-                state: Some(Waiting::Failed(dispatcher.shut_down_error())),
-            };
-        }
-        EmitFuture { state: None }
     }
 }
 
-/// The future of an [`Emit`]: resolves once the record is in every channel.
+/// The future of an [`Emit`]: resolves once the record is in every channel it reaches.
+///
+/// Lazy: the record is made (with the context current then) and pushed at the first poll;
+/// a future never polled emits nothing.
+///
+/// # Cancel safety
+///
+/// All or nothing: every handler the record reaches gets it, or none does. Dropped while it
+/// waits for room in the first full channel, the record goes nowhere; dropped after some
+/// channels took it, it is pushed into the rest without waiting (past their bound and even
+/// their hard cap: one record per cancelled emit), so no handler up the chain misses what one
+/// below saw.
 #[must_use = "futures do nothing unless polled"]
-pub struct EmitFuture {
-    state: Option<Waiting>,
+pub struct EmitFuture<'a, E> {
+    state: EmitState<'a, E>,
 }
 
-enum Waiting {
-    Failed(EmitError),
+enum EmitState<'a, E> {
+    Start(Emit<'a, E>),
     Room {
+        dispatcher: &'a Dispatcher,
         record: RecordRef,
         targets: Arc<Vec<Arc<Channel>>>,
+        /// The first channel that has not taken the record.
         next: usize,
-        dispatcher: Dispatcher,
+        route: u64,
     },
+    Done,
 }
 
-impl Future for EmitFuture {
+// The event is only ever moved, never pinned: the future may move freely.
+impl<E> Unpin for EmitFuture<'_, E> {}
+
+impl<E: Event> Future for EmitFuture<'_, E> {
     type Output = Result<(), EmitError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        match &mut self.state {
-            None => Poll::Ready(Ok(())),
-            Some(Waiting::Failed(_)) => match self.state.take() {
-                Some(Waiting::Failed(e)) => Poll::Ready(Err(e)),
-                _ => Poll::Ready(Ok(())),
-            },
-            Some(Waiting::Room {
-                record,
-                targets,
-                next,
-                dispatcher,
-            }) => {
-                while let Some(ch) = targets.get(*next) {
-                    match ch.push(record, Some(cx.waker())) {
-                        Push::Full => return Poll::Pending,
-                        // Our own dispatcher shut down while we waited: the record was refused,
-                        // so say so instead of reporting success. (A channel closed because an
-                        // ancestor alone shut down is skipped, as a fresh emit would skip it.)
-                        Push::Closed if dispatcher.is_shut_down() => {
-                            let error = dispatcher.shut_down_error();
-                            self.state = None;
-                            return Poll::Ready(Err(error));
-                        }
-                        Push::Closed | Push::Done => {}
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match std::mem::replace(&mut this.state, EmitState::Done) {
+                EmitState::Start(emit) => {
+                    let dispatcher = emit.dispatcher;
+                    let route = dispatcher.route();
+                    if route == 0 {
+                        return Poll::Ready(Ok(()));
                     }
-                    *next += 1;
+                    let record = emit.into_record(route)?;
+                    // Inside a handler, waiting for room could wait on this very handler (or
+                    // on one that waits on it): emit as `now()` does, which never waits.
+                    if handler::in_handler() {
+                        return Poll::Ready(
+                            dispatcher.emitted(dispatcher.push_now(&record), route),
+                        );
+                    }
+                    let targets = dispatcher.0.targets.load_full();
+                    if targets.is_empty() {
+                        // Emptied by a shutdown since the route was read.
+                        return Poll::Ready(dispatcher.emitted(Pushed::Refused, route));
+                    }
+                    this.state = EmitState::Room {
+                        dispatcher,
+                        record,
+                        targets,
+                        next: 0,
+                        route,
+                    };
                 }
-                self.state = None;
-                Poll::Ready(Ok(()))
+                EmitState::Room {
+                    dispatcher,
+                    record,
+                    targets,
+                    mut next,
+                    route,
+                } => {
+                    while let Some(ch) = targets.get(next) {
+                        match ch.push(&record, Some(cx.waker())) {
+                            Push::Full => {
+                                this.state = EmitState::Room {
+                                    dispatcher,
+                                    record,
+                                    targets,
+                                    next,
+                                    route,
+                                };
+                                return Poll::Pending;
+                            }
+                            // Our own dispatcher shut down while we waited: the record was
+                            // refused, so say so. (A channel closed because an ancestor alone
+                            // shut down is skipped, as a fresh emit would skip it.)
+                            Push::Closed if dispatcher.is_shut_down() => {
+                                return Poll::Ready(Err(dispatcher.shut_down_error()));
+                            }
+                            Push::Closed | Push::Done => {}
+                        }
+                        next += 1;
+                    }
+                    return Poll::Ready(dispatcher.emitted(Pushed::All, route));
+                }
+                EmitState::Done => return Poll::Ready(Ok(())),
             }
+        }
+    }
+}
+
+impl<E> Drop for EmitFuture<'_, E> {
+    fn drop(&mut self) {
+        // Cancelled after some channels took the record: the rest take it too (see
+        // "Cancel safety" above).
+        if let EmitState::Room {
+            record,
+            targets,
+            next,
+            ..
+        } = &self.state
+            && *next > 0
+        {
+            push_past_cap_to(&targets[*next..], record);
         }
     }
 }

@@ -61,12 +61,34 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
-/// Emitting a record failed; the record was not delivered to any handler.
+/// Emitting a record failed: no handler will see it.
+///
+/// | variant | cause | what happened to the record |
+/// |---|---|---|
+/// | [`ShutDown`](Self::ShutDown) | the dispatcher was shut down | refused |
+/// | [`Overflow`](Self::Overflow) | a sync emit on a runtime thread found a channel at its hard cap (a lossless handler far behind) | dropped there, counted, and its handlers told in-band ([`Handler::missed`](crate::Handler::missed)); other channels got it |
+/// | [`HandlersGone`](Self::HandlersGone) | every handler it reaches lost its task (their tokio runtime was dropped) | counted in each handler's [`HandlerStats::lost`](crate::HandlerStats::lost) |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EmitError {
     /// The dispatcher has been shut down.
     ShutDown {
+        /// The dispatcher's name.
+        dispatcher: String,
+    },
+    /// A channel the record reaches was at its hard cap (its capacity plus its overflow
+    /// allowance), and the emitter could not wait: a runtime thread, a handler or a `Drop`.
+    /// The record was dropped there, counted in the stats of that channel's handlers, and
+    /// each of them is told through [`Handler::missed`](crate::Handler::missed) before its
+    /// next record. Channels with room got it.
+    Overflow {
+        /// The dispatcher's name.
+        dispatcher: String,
+    },
+    /// Every handler the record reaches is gone: the tokio runtime their tasks ran on was
+    /// dropped (or shut down) before the dispatcher was. Add handlers again from a live
+    /// runtime; the records emitted meanwhile are counted as lost in each handler's stats.
+    HandlersGone {
         /// The dispatcher's name.
         dispatcher: String,
     },
@@ -78,6 +100,16 @@ impl fmt::Display for EmitError {
             EmitError::ShutDown { dispatcher } => {
                 write!(f, "dispatcher {dispatcher:?} has been shut down")
             }
+            EmitError::Overflow { dispatcher } => write!(
+                f,
+                "a handler of dispatcher {dispatcher:?} is too far behind: the record was \
+                 dropped past the channel's hard cap (counted and reported to the handler)"
+            ),
+            EmitError::HandlersGone { dispatcher } => write!(
+                f,
+                "every handler that dispatcher {dispatcher:?} reaches is gone: the tokio runtime \
+                 running them was dropped"
+            ),
         }
     }
 }

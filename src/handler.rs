@@ -288,6 +288,11 @@ pub struct HandlerStats {
     pub dropped: u64,
     /// Calls into the handler that panicked (the record is not counted as delivered).
     pub panicked: u64,
+    /// Records the handler never handled because its task was dropped before the dispatcher
+    /// closed it: the tokio runtime it ran on was dropped or shut down. Counts what it held
+    /// unhandled then and every record that reached it after. Emits that reach only such
+    /// handlers fail with [`EmitError::HandlersGone`](crate::EmitError::HandlersGone).
+    pub lost: u64,
     /// The first panic's message, if any.
     pub first_panic: Option<String>,
 }
@@ -307,6 +312,7 @@ impl Counters {
             delivered: self.delivered.load(Ordering::Acquire),
             dropped: self.dropped.load(Ordering::Acquire),
             panicked: self.panicked.load(Ordering::Acquire),
+            lost: 0,
             first_panic: self
                 .first_panic
                 .lock()
@@ -346,15 +352,31 @@ async fn guarded(counters: &Counters, call: impl Future<Output = ()>) -> bool {
     }
 }
 
-thread_local! {
-    /// The address of the channel whose handler task is being polled on this thread, or 0.
-    static HANDLING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+/// The handler task being polled on this thread: its channel and its place there.
+#[derive(Clone)]
+pub(crate) struct Handling {
+    pub(crate) channel: Arc<Channel>,
+    pub(crate) reader: ReaderId,
 }
 
-/// The channel whose handler task is running on this thread, if any (as an address, for
-/// comparison only).
-pub(crate) fn handling() -> Option<usize> {
-    HANDLING.try_with(|h| h.get()).ok().filter(|&a| a != 0)
+thread_local! {
+    static HANDLING: std::cell::RefCell<Option<Handling>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The handler task running on this thread, if any: emits and flushes made by a handler must
+/// never wait on the handler's own progress.
+pub(crate) fn handling() -> Option<Handling> {
+    HANDLING
+        .try_with(|h| h.try_borrow().ok().and_then(|h| h.clone()))
+        .ok()
+        .flatten()
+}
+
+/// Whether this thread is polling a handler task.
+pub(crate) fn in_handler() -> bool {
+    HANDLING
+        .try_with(|h| h.try_borrow().is_ok_and(|h| h.is_some()))
+        .unwrap_or(false)
 }
 
 pin_project_lite::pin_project! {
@@ -363,15 +385,18 @@ pin_project_lite::pin_project! {
     pub(crate) struct InHandler<F> {
         #[pin]
         inner: F,
-        channel: usize,
+        handling: Handling,
     }
 }
 
 impl<F> InHandler<F> {
-    pub(crate) fn new(channel: &Arc<Channel>, inner: F) -> Self {
+    pub(crate) fn new(channel: &Arc<Channel>, reader: ReaderId, inner: F) -> Self {
         InHandler {
             inner,
-            channel: Arc::as_ptr(channel) as usize,
+            handling: Handling {
+                channel: Arc::clone(channel),
+                reader,
+            },
         }
     }
 }
@@ -383,14 +408,27 @@ impl<F: Future> Future for InHandler<F> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
-        struct Restore(usize);
+        struct Restore(Option<Handling>);
         impl Drop for Restore {
             fn drop(&mut self) {
-                let _ = HANDLING.try_with(|h| h.set(self.0));
+                let previous = self.0.take();
+                let _ = HANDLING.try_with(|h| {
+                    if let Ok(mut h) = h.try_borrow_mut() {
+                        *h = previous;
+                    }
+                });
             }
         }
         let this = self.project();
-        let _restore = Restore(HANDLING.try_with(|h| h.replace(*this.channel)).unwrap_or(0));
+        let previous = HANDLING
+            .try_with(|h| {
+                h.try_borrow_mut()
+                    .ok()
+                    .and_then(|mut h| h.replace(this.handling.clone()))
+            })
+            .ok()
+            .flatten();
+        let _restore = Restore(previous);
         this.inner.poll(cx)
     }
 }
@@ -400,14 +438,42 @@ impl<F: Future> Future for InHandler<F> {
 const BATCH: usize = 1024;
 
 /// Frees the reader's place in the channel even if the task is aborted.
+/// A handler task's place in its channel, with the batch it reads.
+///
+/// If the task is dropped before it ends (its runtime was dropped or shut down), the reader
+/// is abandoned: what it did not handle, and everything pushed after, is counted as lost
+/// ([`HandlerStats::lost`]) instead of waiting for a reader that will never come.
 struct ReaderGuard {
     channel: Arc<Channel>,
     reader: ReaderId,
+    counters: Arc<Counters>,
+    batch: Batch,
+    /// Records of `batch` whose handling completed, while `reading` it.
+    handled: u64,
+    /// The task is handling `batch` (it is not waiting for the next one).
+    reading: bool,
+    finished: bool,
 }
 
 impl Drop for ReaderGuard {
     fn drop(&mut self) {
-        self.channel.remove_reader(self.reader);
+        if self.finished {
+            self.channel.remove_reader(self.reader);
+            return;
+        }
+        // A batch handled to its end is still lent until the next poll: all of it counts.
+        let (handled, taken_unhandled) = if self.reading {
+            let handled = self.handled;
+            self.counters.delivered.fetch_add(handled, Ordering::AcqRel);
+            (handled, self.batch.taken_len().saturating_sub(handled))
+        } else {
+            (u64::MAX, 0)
+        };
+        // Lent records are given back (by cursor) after the batch lets go of them.
+        self.batch.clear();
+        self.channel
+            .abandon_reader(self.reader, handled, taken_unhandled);
+        crate::dispatcher::topology_changed();
     }
 }
 
@@ -418,19 +484,25 @@ pub(crate) async fn run<H: Handler>(
     reader: ReaderId,
     counters: Arc<Counters>,
 ) {
-    let guard = ReaderGuard { channel, reader };
-    // Declared after `guard`, so dropped before it: a batch's lent records are never used
-    // after the reader gives up its place.
-    let mut batch = Batch::with_capacity(BATCH);
+    let mut guard = ReaderGuard {
+        channel,
+        reader,
+        counters,
+        batch: Batch::with_capacity(BATCH),
+        handled: 0,
+        reading: false,
+        finished: false,
+    };
     // Woken once per batch while records keep coming (see `crate::linger`).
     let mut linger = Linger::new();
     loop {
         let next = futures::future::poll_fn(|cx| {
+            let g = &mut guard;
             let may_linger = linger.may_linger(cx);
-            let polled = guard
+            let polled = g
                 .channel
-                .poll_recv(reader, &mut batch, BATCH, may_linger, cx);
-            linger.parked(batch.is_lingering(), cx);
+                .poll_recv(reader, &mut g.batch, BATCH, may_linger, cx);
+            linger.parked(g.batch.is_lingering(), cx);
             polled
         })
         .await;
@@ -438,34 +510,42 @@ pub(crate) async fn run<H: Handler>(
             Recv::Records { dropped } => {
                 linger.got_records();
                 if dropped > 0 {
-                    counters.dropped.fetch_add(dropped, Ordering::AcqRel);
-                    guarded(&counters, handler.missed(dropped)).await;
+                    guard.counters.dropped.fetch_add(dropped, Ordering::AcqRel);
+                    guarded(&guard.counters, handler.missed(dropped)).await;
                 }
                 // One panic guard per batch rather than per record: after a panic the guard is
                 // set up again and the batch goes on with the next record, so a panicking
                 // record costs only itself, as before.
-                let mut delivered = 0;
+                guard.handled = 0;
+                guard.reading = true;
                 loop {
+                    let ReaderGuard { batch, handled, .. } = &mut guard;
                     let rest = async {
                         while let Some(record) = batch.next() {
                             handler.handle(record).await;
-                            delivered += 1;
+                            *handled += 1;
                         }
                     };
                     match AssertUnwindSafe(rest).catch_unwind().await {
                         Ok(()) => break,
-                        Err(payload) => counters.record_panic(&*payload),
+                        Err(payload) => guard.counters.record_panic(&*payload),
                     }
                 }
-                counters.delivered.fetch_add(delivered, Ordering::AcqRel);
+                guard.reading = false;
+                let handled = std::mem::take(&mut guard.handled);
+                guard
+                    .counters
+                    .delivered
+                    .fetch_add(handled, Ordering::AcqRel);
             }
             Recv::Barrier(id) => {
-                guarded(&counters, handler.flush()).await;
+                guarded(&guard.counters, handler.flush()).await;
                 guard.channel.ack(reader, id);
             }
             Recv::Closed => {
-                guarded(&counters, handler.flush()).await;
-                guarded(&counters, handler.close()).await;
+                guarded(&guard.counters, handler.flush()).await;
+                guarded(&guard.counters, handler.close()).await;
+                guard.finished = true;
                 return;
             }
         }

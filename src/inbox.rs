@@ -14,7 +14,8 @@
 //!   reaches it once those pushes are published (each wakes a parked reader when it is).
 //! - A push that must respect the lossless bound (an `.await`ed emit) claims a position only
 //!   below `limit`, which the channel keeps at the slowest lossless reader's cursor plus the
-//!   capacity. A push is refused with [`Refused::Full`] at the bound, [`Refused::RingFull`] when
+//!   capacity ([`Bound::Soft`]); a push that cannot wait claims one only below `hard_limit`,
+//!   the same plus the channel's overflow allowance ([`Bound::Hard`]). A push is refused with [`Refused::Full`] at the bound, [`Refused::RingFull`] when
 //!   the ring has no free slot (the channel then drains and retries under its lock), and
 //!   [`Refused::Closed`] once [`close`](Inbox::close) set the `CLOSED` bit of `tail`: a push
 //!   linearizes at its compare-and-swap, so it either got in before the close (and readers
@@ -39,6 +40,17 @@ pub(crate) const UNBOUNDED: u64 = CLOSED - 1;
 pub(crate) const NOBODY: u64 = u64::MAX;
 
 /// Why a push did not get in; the record is handed back with it.
+/// Which limit a push respects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bound {
+    /// The lossless bound: pushes that can wait for room.
+    Soft,
+    /// The bound plus the overflow allowance: pushes that cannot wait.
+    Hard,
+    /// No limit: the bound was checked under the channel's lock.
+    Checked,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
     /// The slowest lossless reader is a full capacity behind.
@@ -63,6 +75,8 @@ pub(crate) struct Inbox {
     tail: Padded<AtomicU64>,
     /// Async pushes claim positions only below this (see the module docs).
     limit: AtomicU64,
+    /// Pushes that cannot wait claim positions only below this.
+    hard_limit: AtomicU64,
     /// The first position whose push must wake a parked reader, or `NOBODY` (see the module
     /// docs).
     wake_at: AtomicU64,
@@ -88,24 +102,25 @@ impl Inbox {
             mask: size as u64 - 1,
             tail: Padded(AtomicU64::new(0)),
             limit: AtomicU64::new(UNBOUNDED),
+            hard_limit: AtomicU64::new(UNBOUNDED),
             wake_at: AtomicU64::new(NOBODY),
             head: AtomicU64::new(0),
         }
     }
 
-    /// Puts `record` at the next position, below `limit` when `bounded`; returns the position.
+    /// Puts `record` at the next position, below the limit of `bound`; returns the position.
     #[inline]
     pub(crate) fn push(
         &self,
         record: RecordRef,
-        bounded: bool,
+        bound: Bound,
     ) -> Result<u64, (Refused, RecordRef)> {
         let mut pos = self.tail.0.load(Relaxed);
         loop {
             if pos & CLOSED != 0 {
                 return Err((Refused::Closed, record));
             }
-            if bounded && pos >= self.limit.load(Acquire) {
+            if pos >= self.limit_of(bound) {
                 return Err((Refused::Full, record));
             }
             let slot = &self.slots[(pos & self.mask) as usize];
@@ -159,9 +174,26 @@ impl Inbox {
         self.tail.0.load(SeqCst) & !CLOSED > self.head.load(Relaxed)
     }
 
-    /// Sets the bound for async pushes (see the module docs).
-    pub(crate) fn set_limit(&self, limit: u64) {
-        self.limit.store(limit.min(UNBOUNDED), Release);
+    /// Sets the bounds for pushes that wait and for those that cannot (see the module docs).
+    pub(crate) fn set_limits(&self, soft: u64, hard: u64) {
+        self.limit.store(soft.min(UNBOUNDED), Release);
+        self.hard_limit.store(hard.min(UNBOUNDED), Release);
+    }
+
+    /// Whether a push of `bound` would find room below its limit now (pushes in progress
+    /// count).
+    #[inline]
+    pub(crate) fn has_room(&self, bound: Bound) -> bool {
+        self.tail.0.load(Relaxed) & !CLOSED < self.limit_of(bound)
+    }
+
+    #[inline]
+    fn limit_of(&self, bound: Bound) -> u64 {
+        match bound {
+            Bound::Soft => self.limit.load(Acquire),
+            Bound::Hard => self.hard_limit.load(Acquire),
+            Bound::Checked => UNBOUNDED,
+        }
     }
 
     /// Refuses every push from now on; returns whether this call closed it.
@@ -232,9 +264,9 @@ mod tests {
         let mut out = Vec::new();
         for lap in 0..3 {
             for i in 0..4 {
-                assert!(inbox.push(rec(lap * 4 + i), false).is_ok());
+                assert!(inbox.push(rec(lap * 4 + i), Bound::Checked).is_ok());
             }
-            let (why, back) = inbox.push(rec(99), false).unwrap_err();
+            let (why, back) = inbox.push(rec(99), Bound::Checked).unwrap_err();
             assert_eq!((why, n(&back)), (Refused::RingFull, 99));
             inbox.drain(|r| out.push(n(&r)));
         }
@@ -242,24 +274,37 @@ mod tests {
     }
 
     #[test]
-    fn a_bounded_push_stops_at_the_limit_and_an_unbounded_one_does_not() {
+    fn a_push_stops_at_its_bounds_limit_and_a_checked_one_does_not() {
         let inbox = Inbox::new(8);
-        inbox.set_limit(2);
-        assert!(inbox.push(rec(0), true).is_ok());
-        assert!(inbox.push(rec(1), true).is_ok());
-        assert_eq!(inbox.push(rec(2), true).unwrap_err().0, Refused::Full);
-        assert!(inbox.push(rec(2), false).is_ok());
-        inbox.set_limit(UNBOUNDED);
-        assert!(inbox.push(rec(3), true).is_ok());
+        inbox.set_limits(2, 3);
+        assert!(inbox.push(rec(0), Bound::Soft).is_ok());
+        assert!(inbox.push(rec(1), Bound::Soft).is_ok());
+        assert_eq!(
+            inbox.push(rec(2), Bound::Soft).unwrap_err().0,
+            Refused::Full
+        );
+        assert!(!inbox.has_room(Bound::Soft));
+        assert!(inbox.has_room(Bound::Hard));
+        assert!(inbox.push(rec(2), Bound::Hard).is_ok());
+        assert_eq!(
+            inbox.push(rec(3), Bound::Hard).unwrap_err().0,
+            Refused::Full
+        );
+        assert!(inbox.push(rec(3), Bound::Checked).is_ok());
+        inbox.set_limits(UNBOUNDED, UNBOUNDED);
+        assert!(inbox.push(rec(4), Bound::Soft).is_ok());
     }
 
     #[test]
     fn a_closed_inbox_refuses_but_keeps_what_got_in() {
         let inbox = Inbox::new(4);
-        assert!(inbox.push(rec(7), false).is_ok());
+        assert!(inbox.push(rec(7), Bound::Checked).is_ok());
         assert!(inbox.close());
         assert!(!inbox.close());
-        assert_eq!(inbox.push(rec(8), false).unwrap_err().0, Refused::Closed);
+        assert_eq!(
+            inbox.push(rec(8), Bound::Checked).unwrap_err().0,
+            Refused::Closed
+        );
         assert!(inbox.has_claims());
         let mut got = Vec::new();
         inbox.drain(|r| got.push(n(&r)));
@@ -271,15 +316,15 @@ mod tests {
     fn a_push_is_due_to_wake_a_reader_only_at_or_past_its_wake_position() {
         let inbox = Inbox::new(8);
         // Nobody parked: no push wakes anyone.
-        assert_eq!(inbox.push(rec(0), false).ok(), Some(0));
+        assert_eq!(inbox.push(rec(0), Bound::Checked).ok(), Some(0));
         assert!(!inbox.wake_due(0));
         // A reader lingering until the third record from position 1 on.
         inbox.set_wake_at(3);
-        assert_eq!(inbox.push(rec(1), false).ok(), Some(1));
+        assert_eq!(inbox.push(rec(1), Bound::Checked).ok(), Some(1));
         assert!(!inbox.wake_due(1));
-        assert_eq!(inbox.push(rec(2), false).ok(), Some(2));
+        assert_eq!(inbox.push(rec(2), Bound::Checked).ok(), Some(2));
         assert!(!inbox.wake_due(2));
-        assert_eq!(inbox.push(rec(3), false).ok(), Some(3));
+        assert_eq!(inbox.push(rec(3), Bound::Checked).ok(), Some(3));
         assert!(inbox.wake_due(3));
         assert_eq!(inbox.claimed(), 4);
         inbox.set_wake_at(NOBODY);
@@ -290,7 +335,7 @@ mod tests {
     fn records_left_in_a_dropped_inbox_are_freed_once() {
         let kept = rec(5);
         let inbox = Inbox::new(4);
-        assert!(inbox.push(kept.clone(), false).is_ok());
+        assert!(inbox.push(kept.clone(), Bound::Checked).is_ok());
         drop(inbox);
         // The inbox's reference is gone; ours is the last (ASan would flag a double free).
         assert_eq!(n(&kept), 5);
@@ -308,7 +353,7 @@ mod tests {
                     for i in 0..per {
                         let mut r = rec(t * per + i);
                         loop {
-                            match inbox.push(r, false) {
+                            match inbox.push(r, Bound::Checked) {
                                 Ok(_) => break,
                                 Err((_, back)) => {
                                     r = back;

@@ -87,12 +87,22 @@
 //!   skips ahead; the exact count is added to its stats and passed to
 //!   [`Handler::missed`] before the next record it sees.
 //!
-//! Code that cannot await — sync functions, `Drop`, and span enter/exit inside `poll` — emits
-//! with [`Emit::now`]. It never waits and never blocks a runtime worker: in a full lossless
-//! channel the record is appended past the bound instead (so it is not lost), and async
-//! emitters then wait until the backlog drains below the bound. The bound therefore limits
-//! memory as long as some emitters await; a program that only emits synchronously trades the
-//! bound for never blocking.
+//! # The bound
+//!
+//! One rule holds on every path, so memory stays within **(capacity + overflow) records per
+//! channel** whatever the code does (overflow defaults to the capacity; set both with
+//! [`DispatcherBuilder`]). The bound is measured against the slowest lossless handler:
+//!
+//! | the emitter… | at the bound (capacity) | at the hard cap (capacity + overflow) |
+//! |---|---|---|
+//! | awaits: `d.event(e).await`, a spanned future ([`Instrumented`]) before it enters and before it ends its span, a spanned stream before it enters | waits for room (never blocks a thread) | — |
+//! | cannot wait, on a plain thread (no tokio runtime on it): [`Emit::now`], sync spans ([`Span::in_scope`], [`Span::enter`], `#[span]` on a sync fn) | appends past the bound | blocks the thread until there is room |
+//! | cannot wait, on a runtime thread or in a handler: [`Emit::now`], a sync span's enter | appends past the bound | drops the record, counts it exactly, and tells each of that channel's handlers in-band ([`Handler::missed`], [`HandlerStats::dropped`]); `now()` returns [`EmitError::Overflow`]; a span whose enter no channel took emits no end either |
+//! | ends what a handler saw begin: a span's exit or drop (in `Drop`, at cancellation, at shutdown), the rest of a cancelled awaited emit's chain | appends past the bound | appends past the cap too: these records are at most two per span the program holds open, so they are bounded by its own live state, and no handler sees a span entered but never ended |
+//!
+//! Lossy handlers never count towards the bound. Async emitters waiting for room are woken
+//! once the slowest lossless handler is at most half a capacity behind. Inside a handler's
+//! task nothing waits (it could wait on itself): records are pushed as by `now()`.
 //!
 //! A busy handler is woken once per batch, not once per record: after it has handled records
 //! it **lingers** until a batch of them (up to 256) has arrived or about a millisecond has
@@ -148,6 +158,7 @@ mod clock;
 mod id;
 mod inbox;
 mod linger;
+mod park;
 mod pool;
 mod sync;
 

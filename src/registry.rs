@@ -63,7 +63,7 @@ impl Registry {
     /// An empty registry with its own root.
     pub fn new() -> Registry {
         Registry(Arc::new(Inner {
-            root: Dispatcher::from_parts(ROOT, None, false, DEFAULT_CAPACITY),
+            root: Dispatcher::from_parts(ROOT, None, false, DEFAULT_CAPACITY, DEFAULT_CAPACITY),
             by_name: Mutex::new(BTreeMap::new()),
             shut_down: AtomicBool::new(false),
         }))
@@ -97,7 +97,8 @@ impl Registry {
         let parent = ancestors(name)
             .find_map(|a| by_name.get(a).cloned())
             .unwrap_or_else(|| self.root());
-        let created = Dispatcher::from_parts(name, Some(parent), true, DEFAULT_CAPACITY);
+        let created =
+            Dispatcher::from_parts(name, Some(parent), true, DEFAULT_CAPACITY, DEFAULT_CAPACITY);
         // Re-link descendants whose parent sits above the new dispatcher.
         let prefix = format!("{name}.");
         for (child_name, child) in by_name.range(prefix.clone()..) {

@@ -38,6 +38,10 @@ pub struct HandlerReport {
     pub stats: HandlerStats,
     /// Whether it was still running at the deadline (and was aborted).
     pub timed_out: bool,
+    /// Whether its task was gone before shutdown: the tokio runtime it ran on was dropped or
+    /// shut down first, so its handler's `flush` and `close` never ran, and what reached it
+    /// since is counted in [`HandlerStats::lost`].
+    pub runtime_gone: bool,
 }
 
 impl ShutdownReport {
@@ -46,11 +50,16 @@ impl ShutdownReport {
         self.handlers.iter().filter(|h| h.timed_out)
     }
 
-    /// Whether every handler finished in time with nothing dropped and no panic.
+    /// Whether every handler finished in time, closed, with nothing dropped or lost and no
+    /// panic.
     pub fn is_clean(&self) -> bool {
-        self.handlers
-            .iter()
-            .all(|h| !h.timed_out && h.stats.dropped == 0 && h.stats.panicked == 0)
+        self.handlers.iter().all(|h| {
+            !h.timed_out
+                && !h.runtime_gone
+                && h.stats.dropped == 0
+                && h.stats.lost == 0
+                && h.stats.panicked == 0
+        })
     }
 
     pub(crate) fn merge(&mut self, other: ShutdownReport) {

@@ -34,6 +34,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let d = Dispatcher::new("rag")?;
+//! d.add_span_handler(spanbus::handlers::NullSpanHandler)?; // a listener makes spans live
 //! let answer = async {
 //!     let outer = current_span().unwrap();
 //!     let inner = async { current_span().unwrap() }.in_span(d.span("retrieve")).await;
@@ -73,7 +74,8 @@ use crate::record::DropReason;
 #[must_use = "a span does nothing until it wraps code or is entered"]
 #[derive(Debug)]
 pub struct Span {
-    dispatcher: Dispatcher,
+    /// `None` for an idle span: nobody listened when it was made.
+    dispatcher: Option<Dispatcher>,
     name: Cow<'static, str>,
     args: Option<Value>,
     tags: Vec<(String, Value)>,
@@ -81,7 +83,9 @@ pub struct Span {
 }
 
 impl Span {
-    pub(crate) fn new(dispatcher: Dispatcher, name: Cow<'static, str>) -> Span {
+    /// A span on `dispatcher`, or an idle one (`None`, see [`is_idle`](Self::is_idle)).
+    #[inline]
+    pub(crate) fn new(dispatcher: Option<Dispatcher>, name: Cow<'static, str>) -> Span {
         Span {
             dispatcher,
             name,
@@ -91,15 +95,54 @@ impl Span {
         }
     }
 
+    /// Whether the span is idle: no handler listened on its dispatcher's chain when it was
+    /// made (or the dispatcher was shut down). An idle span costs about as much as an emit
+    /// nobody listens to: wrapping a future, a stream or a closure in it runs the code as it
+    /// is, with no ids, no context switch and no records, so [`current_span`](crate::current_span)
+    /// inside it is the enclosing span (as with a disabled span in `tracing`). Entered by hand
+    /// ([`enter`](Self::enter)) it gets ids and can be made current, but emits nothing.
+    ///
+    /// A span made before a handler was added stays idle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), spanbus::NameError> {
+    /// let d = spanbus::Dispatcher::new("quiet")?;
+    /// let span = d.span("nobody listens");
+    /// assert!(span.is_idle());
+    /// assert_eq!(span.in_scope(spanbus::current_span), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_idle(&self) -> bool {
+        self.dispatcher.is_none()
+    }
+
     /// Captured arguments, shown by handlers and exported as attributes.
     pub fn args(mut self, args: Value) -> Self {
-        self.args = Some(args);
+        if !self.is_idle() {
+            self.args = Some(args);
+        }
+        self
+    }
+
+    /// Captured arguments, built only if the span is not idle (so an idle span serializes
+    /// nothing). `#[spanbus::span]` captures arguments this way.
+    #[inline]
+    pub fn args_with(mut self, args: impl FnOnce() -> Value) -> Self {
+        if !self.is_idle() {
+            self.args = Some(args());
+        }
         self
     }
 
     /// A tag of this span, merged over the active tags; records inside the span carry it.
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.tags.push((key.into(), value.into()));
+        if !self.is_idle() {
+            self.tags.push((key.into(), value.into()));
+        }
         self
     }
 
@@ -107,6 +150,11 @@ impl Span {
     pub fn parent(mut self, parent: Option<SpanContext>) -> Self {
         self.parent = Some(parent);
         self
+    }
+
+    /// Whether the span's records may be pushed now (see [`Dispatcher::poll_room`]).
+    pub(crate) fn poll_room(&self, cx: &mut std::task::Context<'_>) -> bool {
+        self.dispatcher.as_ref().is_none_or(|d| d.poll_room(cx))
     }
 
     /// Enters the span now: resolves its parent and tags from the current context, emits the
@@ -128,9 +176,11 @@ impl Span {
             parent.map_or_else(TraceId::random, |p| p.trace_id()),
             SpanId::random(),
         );
-        let tracked = dispatcher.enter_span(span, &current.tags, parent, name, args);
+        let tracked = dispatcher.and_then(|dispatcher| {
+            let at = dispatcher.enter_span(span, &current.tags, parent, name, args)?;
+            Some((dispatcher, at))
+        });
         Opened {
-            dispatcher,
             ctx: Context {
                 span: Some(span),
                 tags: current.tags,
@@ -139,6 +189,15 @@ impl Span {
             span,
             tracked,
         }
+    }
+
+    /// For sync code: on a plain thread, waits for room below the hard cap first (see
+    /// [the bound](crate#the-bound)), then enters.
+    fn open_sync(self) -> Opened {
+        if let Some(d) = &self.dispatcher {
+            d.wait_below_hard_cap();
+        }
+        self.open()
     }
 
     /// Wraps a future: entered at its first poll, exited when it completes.
@@ -156,13 +215,21 @@ impl Span {
     }
 
     /// Runs `f` inside the span.
+    #[inline]
     pub fn in_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        run_in(self.open(), f, |_| None)
+        if self.is_idle() {
+            return f();
+        }
+        run_in(self.open_sync(), f, |_| None)
     }
 
     /// Runs `f` inside the span; an `Err` drops the span with the error's text.
+    #[inline]
     pub fn in_scope_result<T, E: Display>(self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
-        run_in(self.open(), f, error_text)
+        if self.is_idle() {
+            return f();
+        }
+        run_in(self.open_sync(), f, error_text)
     }
 
     /// Enters the span now and returns it, to end by hand.
@@ -181,7 +248,7 @@ impl Span {
     /// ```
     pub fn enter(self) -> OpenSpan {
         OpenSpan {
-            open: Some(self.open()),
+            open: Some(self.open_sync()),
         }
     }
 }
@@ -197,6 +264,9 @@ fn run_in<R>(mut open: Opened, f: impl FnOnce() -> R, failed: impl Fn(&R) -> Opt
     };
     match result {
         Ok(out) => {
+            if let Some((d, _)) = &open.tracked {
+                d.wait_below_hard_cap();
+            }
             match failed(&out) {
                 None => open.exit(),
                 Some(message) => open.end(DropReason::Error, message),
@@ -210,27 +280,31 @@ fn run_in<R>(mut open: Opened, f: impl FnOnce() -> R, failed: impl Fn(&R) -> Opt
     }
 }
 
-/// An entered span: its context, and where its dispatcher tracks it (if it does).
+/// An entered span: its context, and its dispatcher with where it tracks the span (if it
+/// does).
 #[derive(Debug)]
 pub(crate) struct Opened {
-    dispatcher: Dispatcher,
     pub(crate) ctx: Context,
     span: SpanContext,
-    tracked: Option<Tracked>,
+    tracked: Option<(Dispatcher, Tracked)>,
 }
 
 impl Opened {
     pub(crate) fn exit(self) {
-        if let Some(at) = self.tracked {
-            self.dispatcher.exit_span(at, self.span, self.ctx.tags);
+        if let Some((dispatcher, at)) = self.tracked {
+            dispatcher.exit_span(at, self.span, self.ctx.tags);
         }
     }
 
     pub(crate) fn end(self, reason: DropReason, message: String) {
-        if let Some(at) = self.tracked {
-            self.dispatcher
-                .drop_span(at, self.span, self.ctx.tags, reason, message);
+        if let Some((dispatcher, at)) = self.tracked {
+            dispatcher.drop_span(at, self.span, self.ctx.tags, reason, message);
         }
+    }
+
+    /// Whether the span's end may be pushed now (see [`Dispatcher::poll_room`]).
+    pub(crate) fn poll_room(&self, cx: &mut std::task::Context<'_>) -> bool {
+        self.tracked.as_ref().is_none_or(|(d, _)| d.poll_room(cx))
     }
 
     /// Ends the span as cancelled after dropping `inner` (the spanned future or stream)
@@ -329,31 +403,46 @@ impl<T, E: Display> Outcome<Result<T, E>> for ResultOutput {
 
 pin_project_lite::pin_project! {
     /// A future running inside a span; made by [`Span::instrument`] and friends.
+    ///
+    /// # Backpressure
+    ///
+    /// A spanned future waits for room in its dispatchers' lossless channels before it enters
+    /// its span and again before it ends it (with its output in hand), as an awaited emit
+    /// does: code that only runs spans stays within the channels' bound, and never blocks a
+    /// thread. An idle span (see [`Span::is_idle`]) never waits; nor does a span inside a
+    /// handler.
     #[must_use = "futures do nothing unless polled"]
-    pub struct Instrumented<F, K> {
+    pub struct Instrumented<F: Future, K> {
         #[pin]
         inner: Option<F>,
         pending: Option<Span>,
         open: Option<Opened>,
+        // The output and how the span ends, while waiting for room to end it.
+        done: Option<(F::Output, Option<String>)>,
         kind: PhantomData<fn() -> K>,
     }
 
-    impl<F, K> PinnedDrop for Instrumented<F, K> {
+    impl<F: Future, K> PinnedDrop for Instrumented<F, K> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(open) = this.open.take() {
-                open.cancel_after_dropping(this.inner);
+            let Some(open) = this.open.take() else { return };
+            match this.done.take() {
+                // The code completed; only the end waited for room: end it as it completed.
+                Some((_, None)) => open.exit(),
+                Some((_, Some(message))) => open.end(DropReason::Error, message),
+                None => open.cancel_after_dropping(this.inner),
             }
         }
     }
 }
 
-impl<F, K> Instrumented<F, K> {
+impl<F: Future, K> Instrumented<F, K> {
     fn new(span: Span, future: F) -> Self {
         Instrumented {
             inner: Some(future),
             pending: Some(span),
             open: None,
+            done: None,
             kind: PhantomData,
         }
     }
@@ -364,36 +453,60 @@ impl<F: Future, K: Outcome<F::Output>> Future for Instrumented<F, K> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
         let mut this = self.project();
-        if let Some(pending) = this.pending.take() {
+        if let Some(pending) = this.pending.take()
+            && !pending.is_idle()
+        {
+            // Wait for room before entering (see "Backpressure" above).
+            if !pending.poll_room(cx) {
+                *this.pending = Some(pending);
+                return Poll::Pending;
+            }
             *this.open = Some(pending.open());
         }
-        let (Some(open), Some(inner)) = (this.open.as_mut(), this.inner.as_mut().as_pin_mut())
-        else {
-            panic!("`Instrumented` polled after completion");
+        let Some(open) = this.open.as_mut() else {
+            // Idle: the future runs as it is.
+            let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+                panic!("`Instrumented` polled after completion");
+            };
+            let output = std::task::ready!(inner.poll(cx));
+            this.inner.set(None);
+            return Poll::Ready(output);
         };
-        let polled = {
-            let _guard = Swap::new(&mut open.ctx);
-            catch_unwind(AssertUnwindSafe(|| inner.poll(cx)))
-        };
-        match polled {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => {
-                this.inner.set(None);
-                if let Some(open) = this.open.take() {
-                    match K::failure(&output) {
-                        None => open.exit(),
-                        Some(message) => open.end(DropReason::Error, message),
+        if this.done.is_none() {
+            let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+                panic!("`Instrumented` polled after completion");
+            };
+            let polled = {
+                let _guard = Swap::new(&mut open.ctx);
+                catch_unwind(AssertUnwindSafe(|| inner.poll(cx)))
+            };
+            match polled {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(output)) => {
+                    this.inner.set(None);
+                    let failure = K::failure(&output);
+                    *this.done = Some((output, failure));
+                }
+                Err(payload) => {
+                    if let Some(open) = this.open.take() {
+                        open.end(DropReason::Panic, panic_message(&*payload));
                     }
+                    resume_unwind(payload)
                 }
-                Poll::Ready(output)
-            }
-            Err(payload) => {
-                if let Some(open) = this.open.take() {
-                    open.end(DropReason::Panic, panic_message(&*payload));
-                }
-                resume_unwind(payload)
             }
         }
+        // Completed: end the span once there is room for its last record.
+        if !open.poll_room(cx) {
+            return Poll::Pending;
+        }
+        let (Some(open), Some((output, failure))) = (this.open.take(), this.done.take()) else {
+            panic!("`Instrumented` polled after completion");
+        };
+        match failure {
+            None => open.exit(),
+            Some(message) => open.end(DropReason::Error, message),
+        }
+        Poll::Ready(output)
     }
 }
 

@@ -43,6 +43,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let d = spanbus::Dispatcher::new("jobs")?;
+//! d.add_span_handler(spanbus::handlers::NullSpanHandler)?; // a listener makes spans live (`Span::is_idle`)
 //! async {
 //!     let parent = current_span();
 //!     let in_task = spanbus::spawn(async { current_span() }).await?;
@@ -135,6 +136,7 @@ where
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let d = spanbus::Dispatcher::new("fanout")?;
+/// d.add_span_handler(spanbus::handlers::NullSpanHandler)?; // a listener makes spans live (`Span::is_idle`)
 /// let parent = async {
 ///     let mut set = JoinSet::new();
 ///     for _ in 0..3 {

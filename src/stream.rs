@@ -22,8 +22,9 @@
 //! use spanbus::{SpanStreamExt, current_span};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), spanbus::NameError> {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let d = spanbus::Dispatcher::new("llm")?;
+//! d.add_span_handler(spanbus::handlers::NullSpanHandler)?; // a listener makes spans live (`Span::is_idle`)
 //! let chunks: Vec<_> = stream::iter(["Hel", "lo"])
 //!     .map(|chunk| (chunk, current_span())) // runs inside the stream's span
 //!     .in_span(d.span("stream_chat"))
@@ -71,13 +72,27 @@ impl<S: Stream> Stream for InstrumentedStream<S> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<S::Item>> {
         let mut this = self.project();
-        if let Some(pending) = this.pending.take() {
+        if let Some(pending) = this.pending.take()
+            && !pending.is_idle()
+        {
+            // Wait for room before entering, as a spanned future does.
+            if !pending.poll_room(cx) {
+                *this.pending = Some(pending);
+                return Poll::Pending;
+            }
             *this.open = Some(pending.open());
         }
-        let (Some(open), Some(inner)) = (this.open.as_mut(), this.inner.as_mut().as_pin_mut())
-        else {
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             // Ended (or panicked) before: stay ended.
             return Poll::Ready(None);
+        };
+        let Some(open) = this.open.as_mut() else {
+            // Idle: the stream runs as it is.
+            let item = std::task::ready!(inner.poll_next(cx));
+            if item.is_none() {
+                this.inner.set(None);
+            }
+            return Poll::Ready(item);
         };
         let polled = {
             let _guard = Swap::new(&mut open.ctx);

@@ -89,7 +89,7 @@ fn a_flush_racing_a_push_waits_for_everything_pushed_before_it() {
             let (ch, pushed, handled) = (ch.clone(), pushed.clone(), handled.clone());
             thread::spawn(move || {
                 let before = *pushed.lock().unwrap();
-                let barrier = ch.barrier().expect("a reader is attached");
+                let barrier = ch.barrier(false).expect("a reader is attached");
                 block_on(barrier).expect("the barrier resolves");
                 let handled = *handled.lock().unwrap();
                 assert!(
@@ -184,7 +184,7 @@ fn a_reader_going_away_releases_a_blocked_push_and_a_pending_flush() {
         let flusher = {
             let ch = ch.clone();
             thread::spawn(move || {
-                if let Some(barrier) = ch.barrier() {
+                if let Some(barrier) = ch.barrier(false) {
                     block_on(barrier).expect("the barrier resolves");
                 }
             })

@@ -471,8 +471,9 @@ fn expand_fn(
                 });
             }
         });
+        // Built only when the span is not idle: nobody listening costs no serialization.
         quote! {
-            .args({
+            .args_with(|| {
                 let mut __spanbus_args = #private::Map::new();
                 #(#inserts)*
                 #private::Value::Object(__spanbus_args)

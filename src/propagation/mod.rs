@@ -29,6 +29,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let d = spanbus::Dispatcher::new("svc")?;
+//! d.add_span_handler(spanbus::handlers::NullSpanHandler)?; // a listener makes spans live (`Span::is_idle`)
 //!
 //! // Process A, inside the span that makes the call:
 //! let (caller, headers) = async {
