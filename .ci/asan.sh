@@ -3,8 +3,8 @@
 # single-block record and its reference count (src/record.rs, `RecordRef`), the record pool
 # (src/pool.rs; `--cfg spanbus_asan` poisons pooled blocks, so a record used after its last
 # reference is gone is reported although its memory stays in the pool), the lock-free ring
-# records enter a channel through (src/inbox.rs), the records a channel lends to its readers
-# (src/channel.rs, `Batch`) and the current-context pointer
+# records enter a channel through (src/delivery/inbox.rs), the records a channel lends to its readers
+# (src/delivery/batch.rs, `Batch`) and the current-context pointer
 # (src/context.rs, `Swap`). Miri needs a nightly toolchain, which this machine cannot fetch;
 # ASan works on the stable toolchain with RUSTC_BOOTSTRAP=1.
 set -euo pipefail
@@ -17,4 +17,4 @@ asan_test \
   --test events_of_any_size_and_alignment_read_back_intact_and_drop_once \
   --test a_handler_removed_mid_batch_still_reads_whole_records \
   --test the_current_span_and_tags_follow_each_task
-asan_test --lib -- context:: inbox:: pool:: record::
+asan_test --lib -- context:: delivery:: pool:: record::

@@ -47,7 +47,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -139,8 +138,8 @@ thread_local! {
     static BASE: RefCell<Context> = const {
         RefCell::new(Context { span: None, tags: None, extras: None })
     };
-    /// The context of the innermost [`Swap`] scope active on this thread, or null outside every
-    /// scope. A spanned future makes its own context current for each poll by pointing this at
+    /// The context of the innermost [`scoped`] call running on this thread, or null outside
+    /// every scope. A spanned future makes its own context current for each poll by pointing this at
     /// it — two pointer writes — rather than moving contexts in and out of a thread-local.
     static SCOPE: Cell<*mut Context> = const { Cell::new(std::ptr::null_mut()) };
 }
@@ -150,11 +149,11 @@ thread_local! {
 fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
     let scope = SCOPE.with(Cell::get);
     if !scope.is_null() {
-        // SAFETY: a non-null `SCOPE` was set by a live `Swap` on this thread from a
-        // `&'a mut Context` that the `Swap` holds for its whole life (so the context is neither
-        // moved nor freed nor accessed by other code meanwhile), and every `Swap` restores the
-        // previous pointer when it is dropped, innermost first (they are stack guards, `!Send`,
-        // and never leaked). Only this module dereferences `SCOPE`, for the length of a call that
+        // SAFETY: a non-null `SCOPE` was set by a `scoped` call still running on this thread,
+        // from a `&mut Context` it borrows for the whole call (so the context is neither moved
+        // nor freed nor accessed by other code meanwhile), and every such call restores the
+        // previous pointer when it returns or unwinds, innermost first; the restoring guard is
+        // private to the call, so it cannot be leaked. Only this module dereferences `SCOPE`, for the length of a call that
         // runs no user code and does not re-enter here, so this shared reference does not overlap
         // a mutable one. (This is the pattern of the `scoped-tls` crate.)
         return Some(f(unsafe { &*scope }));
@@ -229,8 +228,7 @@ impl Context {
     #[doc(alias = "restore_propagation_context")]
     pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
         let mut ctx = self.clone();
-        let _guard = Swap::new(&mut ctx);
-        f()
+        scoped(&mut ctx, f)
     }
 
     /// Wraps `future` so that this context is current during each of its polls.
@@ -324,13 +322,13 @@ pub(crate) fn current_parts() -> (Option<SpanContext>, Option<Arc<Tags>>) {
 ///
 /// For integrations whose scopes are callbacks rather than Rust scopes (the `tracing` bridge
 /// swaps a bridged span in at `on_enter` and back at `on_exit`); everything else uses the
-/// RAII [`Swap`].
+/// closure form, [`scoped`].
 #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn replace_current(ctx: Context) -> Context {
     let scope = SCOPE.with(Cell::get);
     if !scope.is_null() {
         // SAFETY: as in `with_current`: the pointer is the live, exclusively held context of the
-        // innermost `Swap` on this thread, and nothing else references it during this call.
+        // innermost `scoped` call on this thread, and nothing else references it during this call.
         // Replacing it in place is what swapping it in and out did: the scope's owner gets back
         // the replaced context when its scope ends.
         return std::mem::replace(unsafe { &mut *scope }, ctx);
@@ -378,35 +376,26 @@ where
     Context::current().with_tags(tags).in_scope(f)
 }
 
-/// Makes a context current on this thread for as long as it lives, then makes the previous one
-/// current again.
+/// Runs `f` with `ctx` current on this thread, then makes the previous context current again
+/// (also when `f` panics).
 ///
-/// Restoring happens in `Drop`, so a panic inside the scope cannot leave a foreign context
-/// behind on the thread. The guard borrows the context mutably for its whole life: code in the
-/// scope reaches it only through this module (and [`replace_current`] may replace it in place,
-/// which its owner then keeps).
-pub(crate) struct Swap<'a> {
-    previous: *mut Context,
-    /// Holds the borrow; also makes the guard `!Send`, so it is dropped on its own thread.
-    _scope: PhantomData<&'a mut Context>,
-}
-
-impl<'a> Swap<'a> {
-    #[inline]
-    pub(crate) fn new(ctx: &'a mut Context) -> Self {
-        let previous = SCOPE.with(|s| s.replace(ctx));
-        Swap {
-            previous,
-            _scope: PhantomData,
+/// A closure rather than a guard: the context is current exactly for the length of the call,
+/// so no caller can leak the scope (a leaked guard would leave the thread pointing at a
+/// context that is gone). `ctx` stays mutably borrowed meanwhile: code in the scope reaches it
+/// only through this module (and [`replace_current`] may replace it in place, which its owner
+/// then keeps).
+#[inline]
+pub(crate) fn scoped<R>(ctx: &mut Context, f: impl FnOnce() -> R) -> R {
+    /// Restores the previous scope, on return or unwind. Private to this call.
+    struct Restore(*mut Context);
+    impl Drop for Restore {
+        #[inline]
+        fn drop(&mut self) {
+            SCOPE.with(|s| s.set(self.0));
         }
     }
-}
-
-impl Drop for Swap<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        SCOPE.with(|s| s.set(self.previous));
-    }
+    let _restore = Restore(SCOPE.with(|s| s.replace(ctx)));
+    f()
 }
 
 pin_project_lite::pin_project! {
@@ -431,8 +420,8 @@ impl<F: Future> Future for WithContext<F> {
         if let Some(delta) = this.delta.take() {
             *this.ctx = Context::current().with_tags(delta);
         }
-        let _guard = Swap::new(this.ctx);
-        this.inner.poll(cx)
+        let inner = this.inner;
+        scoped(this.ctx, || inner.poll(cx))
     }
 }
 
@@ -464,19 +453,17 @@ mod tests {
     fn nested_scopes_see_their_own_context_and_restore_the_outer_one() {
         let mut outer = Context::empty().with_tags([("k", "outer")]);
         let mut inner = Context::empty().with_tags([("k", "inner")]);
-        {
-            let _o = Swap::new(&mut outer);
+        scoped(&mut outer, || {
             assert_eq!(tag().as_deref(), Some("outer"));
-            {
-                let _i = Swap::new(&mut inner);
+            scoped(&mut inner, || {
                 assert_eq!(tag().as_deref(), Some("inner"));
                 // Another thread has its own (empty) context.
                 std::thread::scope(|s| {
                     s.spawn(|| assert!(Context::current().tags().is_empty()));
                 });
-            }
+            });
             assert_eq!(tag().as_deref(), Some("outer"));
-        }
+        });
         assert!(Context::current().tags().is_empty());
         // The scopes' contexts are unchanged and usable again.
         assert_eq!(outer.tags()["k"], "outer");
@@ -485,17 +472,16 @@ mod tests {
 
     #[test]
     fn replacing_the_current_context_inside_a_scope_replaces_the_scopes_own() {
-        let mut scoped = Context::empty().with_tags([("k", "scoped")]);
-        {
-            let _s = Swap::new(&mut scoped);
+        let mut scoped_ctx = Context::empty().with_tags([("k", "scoped")]);
+        scoped(&mut scoped_ctx, || {
             let previous = replace_current(Context::empty().with_tags([("k", "bridged")]));
             assert_eq!(previous.tags()["k"], "scoped");
             assert_eq!(tag().as_deref(), Some("bridged"));
-        }
+        });
         // Outside the scope the thread's own context is current again; the scope's owner keeps
         // what was current when its scope ended, as a swap in and out would have left it.
         assert!(Context::current().tags().is_empty());
-        assert_eq!(scoped.tags()["k"], "bridged");
+        assert_eq!(scoped_ctx.tags()["k"], "bridged");
         // Outside any scope the thread's base context is replaced.
         let before = replace_current(Context::empty().with_tags([("k", "base")]));
         assert!(before.tags().is_empty());

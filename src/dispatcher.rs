@@ -65,8 +65,8 @@ use futures::future::{BoxFuture, Shared};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::channel::{Channel, Push, ReaderId};
 use crate::context::{self, SpanContext};
+use crate::delivery::{Channel, Push, ReaderId, Receiver, topology, topology_changed};
 use crate::error::{EmitError, HandlerError, NameError};
 use crate::event::Event;
 use crate::events::SpanDropEvent;
@@ -82,13 +82,6 @@ type SharedReport = Shared<BoxFuture<'static, ShutdownReport>>;
 
 /// The default capacity of a dispatcher's channel, in records.
 pub const DEFAULT_CAPACITY: usize = 4096;
-
-/// Bumped on every change that can alter which channels a dispatcher reaches.
-static TOPOLOGY: AtomicU64 = AtomicU64::new(1);
-
-pub(crate) fn topology_changed() {
-    TOPOLOGY.fetch_add(1, Ordering::AcqRel);
-}
 
 static NEXT_HANDLER: AtomicU64 = AtomicU64::new(1);
 
@@ -365,7 +358,7 @@ impl Dispatcher {
     /// changed.
     #[inline]
     fn route(&self) -> u64 {
-        let generation = TOPOLOGY.load(Ordering::Acquire);
+        let generation = topology();
         let route = self.0.route.load(Ordering::Acquire);
         if route >> ROUTE_BITS == generation {
             route & ((1 << ROUTE_BITS) - 1)
@@ -428,7 +421,7 @@ impl Dispatcher {
         for ch in targets.iter() {
             let outcome = match ch.push_now(record.clone()) {
                 Ok(()) => Pushed::All,
-                Err((Push::Full, _)) if crate::park::may_block() => {
+                Err((Push::Full, _)) if crate::delivery::park::may_block() => {
                     match ch.push_blocking(record) {
                         Push::Closed => Pushed::Refused,
                         _ => Pushed::All,
@@ -465,11 +458,11 @@ impl Dispatcher {
             return;
         }
         let targets = self.0.targets.load();
-        if targets.iter().all(|ch| ch.below_hard_cap()) || !crate::park::may_block() {
+        if targets.iter().all(|ch| ch.below_hard_cap()) || !crate::delivery::park::may_block() {
             return;
         }
         for ch in targets.iter() {
-            crate::park::block_on(|cx| match ch.poll_room(cx.waker()) {
+            crate::delivery::park::block_on(|cx| match ch.poll_room(cx.waker()) {
                 true => Poll::Ready(()),
                 false => Poll::Pending,
             });
@@ -758,13 +751,14 @@ impl Dispatcher {
             hub.channel
                 .get_or_insert_with(|| Arc::new(Channel::new(self.0.capacity, self.0.overflow))),
         );
-        let reader = channel.add_reader(options.mode()).ok_or_else(shut_down)?;
+        let rx = Receiver::new(Arc::clone(&channel), options.mode()).ok_or_else(shut_down)?;
+        let reader = rx.id();
         let counters = Arc::new(Counters::default());
         let id = HandlerId(NEXT_HANDLER.fetch_add(1, Ordering::Relaxed));
         let task = runtime.spawn(handler::InHandler::new(
             &channel,
             reader,
-            handler::run(handler, Arc::clone(&channel), reader, Arc::clone(&counters)),
+            handler::run(handler, rx, Arc::clone(&counters)),
         ));
         hub.handlers.push(Attached {
             id,
@@ -969,7 +963,7 @@ impl Closing {
         // `None` while running; `Some(true)` if the task ended by itself, `Some(false)` if it
         // was dropped unfinished (its runtime went away first).
         let mut ended: Vec<Option<bool>> = vec![None; self.handlers.len()];
-        crate::park::block_until(Some(deadline), |cx| {
+        crate::delivery::park::block_until(Some(deadline), |cx| {
             for (h, ended) in self.handlers.iter_mut().zip(ended.iter_mut()) {
                 if ended.is_none()
                     && let Poll::Ready(joined) = Pin::new(&mut h.task).poll(cx)

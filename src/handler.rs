@@ -29,9 +29,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 
-use crate::channel::{Batch, Channel, Mode, ReaderId, Recv};
+use crate::delivery::{Channel, Linger, Mode, ReaderId, Receiver, Recv};
 use crate::id::SpanIdMap;
-use crate::linger::Linger;
 use crate::record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter};
 
 /// Code that reacts to every record it receives: events and span signals.
@@ -433,76 +432,19 @@ impl<F: Future> Future for InHandler<F> {
     }
 }
 
-/// How many records a handler task takes from the channel per lock (at most: an only reader
-/// that takes the whole queue swaps buffers with it, so a larger batch costs it nothing).
-const BATCH: usize = 1024;
-
-/// Frees the reader's place in the channel even if the task is aborted.
-/// A handler task's place in its channel, with the batch it reads.
+/// A handler's task: takes batches from its [`Receiver`] and calls the handler, until the
+/// channel is closed (then flushes and closes the handler).
 ///
-/// If the task is dropped before it ends (its runtime was dropped or shut down), the reader
-/// is abandoned: what it did not handle, and everything pushed after, is counted as lost
-/// ([`HandlerStats::lost`]) instead of waiting for a reader that will never come.
-struct ReaderGuard {
-    channel: Arc<Channel>,
-    reader: ReaderId,
-    counters: Arc<Counters>,
-    batch: Batch,
-    /// Records of `batch` whose handling completed, while `reading` it.
-    handled: u64,
-    /// The task is handling `batch` (it is not waiting for the next one).
-    reading: bool,
-    finished: bool,
-}
-
-impl Drop for ReaderGuard {
-    fn drop(&mut self) {
-        if self.finished {
-            self.channel.remove_reader(self.reader);
-            return;
-        }
-        // A batch handled to its end is still lent until the next poll: all of it counts.
-        let (handled, taken_unhandled) = if self.reading {
-            let handled = self.handled;
-            self.counters.delivered.fetch_add(handled, Ordering::AcqRel);
-            (handled, self.batch.taken_len().saturating_sub(handled))
-        } else {
-            (u64::MAX, 0)
-        };
-        // Lent records are given back (by cursor) after the batch lets go of them.
-        self.batch.clear();
-        self.channel
-            .abandon_reader(self.reader, handled, taken_unhandled);
-        crate::dispatcher::topology_changed();
-    }
-}
-
-/// The body of a handler task: receive, handle, flush at barriers, close at the end.
-pub(crate) async fn run<H: Handler>(
-    mut handler: H,
-    channel: Arc<Channel>,
-    reader: ReaderId,
-    counters: Arc<Counters>,
-) {
-    let mut guard = ReaderGuard {
-        channel,
-        reader,
-        counters,
-        batch: Batch::with_capacity(BATCH),
-        handled: 0,
-        reading: false,
-        finished: false,
-    };
-    // Woken once per batch while records keep coming (see `crate::linger`).
+/// If the task is dropped before it ends (its runtime was dropped or shut down), the receiver
+/// is abandoned and what the handler did not handle is counted as lost (see [`Receiver`]);
+/// the records it did handle of its last batch still count as delivered.
+pub(crate) async fn run<H: Handler>(mut handler: H, mut rx: Receiver, counters: Arc<Counters>) {
+    // Woken once per batch while records keep coming (see `crate::delivery::linger`).
     let mut linger = Linger::new();
     loop {
         let next = futures::future::poll_fn(|cx| {
-            let g = &mut guard;
-            let may_linger = linger.may_linger(cx);
-            let polled = g
-                .channel
-                .poll_recv(reader, &mut g.batch, BATCH, may_linger, cx);
-            linger.parked(g.batch.is_lingering(), cx);
+            let polled = rx.poll_recv(linger.may_linger(cx), cx);
+            linger.parked(rx.is_lingering(), cx);
             polled
         })
         .await;
@@ -510,49 +452,50 @@ pub(crate) async fn run<H: Handler>(
             Recv::Records { dropped } => {
                 linger.got_records();
                 if dropped > 0 {
-                    guard.counters.dropped.fetch_add(dropped, Ordering::AcqRel);
-                    guarded(&guard.counters, handler.missed(dropped)).await;
+                    counters.dropped.fetch_add(dropped, Ordering::AcqRel);
+                    guarded(&counters, handler.missed(dropped)).await;
                 }
+                let mut delivered = Delivered(&counters, 0);
                 // One panic guard per batch rather than per record: after a panic the guard is
                 // set up again and the batch goes on with the next record, so a panicking
-                // record costs only itself, as before.
-                guard.handled = 0;
-                guard.reading = true;
+                // record costs only itself.
                 loop {
-                    let ReaderGuard { batch, handled, .. } = &mut guard;
                     let rest = async {
-                        while let Some(record) = batch.next() {
+                        while let Some(record) = rx.next() {
                             handler.handle(record).await;
-                            *handled += 1;
+                            rx.done();
+                            delivered.1 += 1;
                         }
                     };
                     match AssertUnwindSafe(rest).catch_unwind().await {
                         Ok(()) => break,
-                        Err(payload) => guard.counters.record_panic(&*payload),
+                        Err(payload) => counters.record_panic(&*payload),
                     }
                 }
-                guard.reading = false;
-                let handled = std::mem::take(&mut guard.handled);
-                guard
-                    .counters
-                    .delivered
-                    .fetch_add(handled, Ordering::AcqRel);
             }
             Recv::Barrier(id) => {
-                guarded(&guard.counters, handler.flush()).await;
-                guard.channel.ack(reader, id);
+                guarded(&counters, handler.flush()).await;
+                rx.ack(id);
             }
             Recv::Closed => {
-                guarded(&guard.counters, handler.flush()).await;
-                guarded(&guard.counters, handler.close()).await;
-                guard.finished = true;
+                guarded(&counters, handler.flush()).await;
+                guarded(&counters, handler.close()).await;
                 return;
             }
         }
     }
 }
 
-/// Adapts an [`EventHandler`] to [`Handler`] by skipping span signals.
+/// Records of a batch handled so far, added to the counters once per batch (or when the task
+/// is dropped mid-batch).
+struct Delivered<'a>(&'a Counters, u64);
+
+impl Drop for Delivered<'_> {
+    fn drop(&mut self) {
+        self.0.delivered.fetch_add(self.1, Ordering::AcqRel);
+    }
+}
+
 pub(crate) struct Events<H>(pub(crate) H);
 
 impl<H: EventHandler> Handler for Events<H> {

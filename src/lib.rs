@@ -67,7 +67,7 @@
 //! | W3C `traceparent`/`tracestate` in and out | [`propagation`] | — |
 //! | crossing tasks, threads and processes | [`spawn`](mod@spawn) | `capture/restore_propagation_context`, context-copying `Thread` |
 //! | a dispatcher and its hierarchy | [`dispatcher`], [`registry`] | `Dispatcher`, `Manager`, `get_dispatcher` |
-//! | delivery from emitters to handler tasks | `channel` (internal) | — (llama-index calls handlers inline) |
+//! | delivery from emitters to handler tasks: inbox, channel, batch, receiver | `delivery` (internal) | — (llama-index calls handlers inline) |
 //! | handlers | [`handler`], [`handlers`] | `BaseEventHandler`, `BaseSpanHandler` |
 //! | trace trees, JSON Lines, the waterfall page | [`handlers::tree`], [`handlers`], [`jsonl`] | `SimpleSpanHandler.print_trace_trees()` |
 //! | bridges to other crates (`tracing`), behind cargo features | [`integrations`] | — |
@@ -131,6 +131,8 @@
 //! its channel is full); shutdown aborts it at the deadline.
 
 #![warn(missing_docs)]
+// Every `unsafe` block states why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod context;
 pub mod dispatcher;
@@ -150,17 +152,10 @@ pub mod span;
 pub mod spawn;
 pub mod stream;
 
-mod channel;
-#[cfg(loom)]
-#[doc(hidden)]
-pub mod channel_model;
 mod clock;
+mod delivery;
 mod id;
-mod inbox;
-mod linger;
-mod park;
 mod pool;
-mod sync;
 
 #[doc(hidden)]
 pub mod __private;

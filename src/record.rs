@@ -242,7 +242,13 @@ impl Lent {
 }
 
 /// What a record can carry: an event (wrapped in [`EventPayload`]) or a span signal.
-pub(crate) trait Payload: Send + Sync + 'static {
+///
+/// # Safety
+///
+/// [`event_type`](Self::event_type) must answer `Some(TypeId::of::<E>())` only for a payload
+/// that is an `EventPayload<E>` (`#[repr(transparent)]` over `E`): [`Record::event`] casts the
+/// payload to `E` on that answer alone.
+pub(crate) unsafe trait Payload: Send + Sync + 'static {
     fn kind(&self) -> RecordKind<'_>;
     /// The event's type, for an event; `None` for a span signal. Answered in one call, without
     /// building a [`RecordKind`]: handlers ask it of every record they get (the
@@ -256,7 +262,8 @@ pub(crate) trait Payload: Send + Sync + 'static {
 #[repr(transparent)]
 pub(crate) struct EventPayload<E>(pub(crate) E);
 
-impl<E: Event> Payload for EventPayload<E> {
+// SAFETY: answers its own event type, and is `#[repr(transparent)]` over `E`.
+unsafe impl<E: Event> Payload for EventPayload<E> {
     #[inline]
     fn kind(&self) -> RecordKind<'_> {
         RecordKind::Event(&self.0)
@@ -268,19 +275,22 @@ impl<E: Event> Payload for EventPayload<E> {
     }
 }
 
-impl Payload for SpanEnter {
+// SAFETY: a span signal answers no event type (the default `None`).
+unsafe impl Payload for SpanEnter {
     fn kind(&self) -> RecordKind<'_> {
         RecordKind::SpanEnter(self)
     }
 }
 
-impl Payload for SpanExit {
+// SAFETY: a span signal answers no event type (the default `None`).
+unsafe impl Payload for SpanExit {
     fn kind(&self) -> RecordKind<'_> {
         RecordKind::SpanExit(self)
     }
 }
 
-impl Payload for SpanDrop {
+// SAFETY: a span signal answers no event type (the default `None`).
+unsafe impl Payload for SpanDrop {
     fn kind(&self) -> RecordKind<'_> {
         RecordKind::SpanDrop(self)
     }

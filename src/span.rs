@@ -63,7 +63,7 @@ use std::task::Poll;
 
 use serde_json::Value;
 
-use crate::context::{Context, SpanContext, Swap, WithContext};
+use crate::context::{Context, SpanContext, WithContext, scoped};
 use crate::dispatcher::{Dispatcher, Tracked};
 use crate::handler::panic_message;
 use crate::id::{SpanId, TraceId};
@@ -258,10 +258,7 @@ fn error_text<T, E: Display>(out: &Result<T, E>) -> Option<String> {
 }
 
 fn run_in<R>(mut open: Opened, f: impl FnOnce() -> R, failed: impl Fn(&R) -> Option<String>) -> R {
-    let result = {
-        let _guard = Swap::new(&mut open.ctx);
-        catch_unwind(AssertUnwindSafe(f))
-    };
+    let result = scoped(&mut open.ctx, || catch_unwind(AssertUnwindSafe(f)));
     match result {
         Ok(out) => {
             if let Some((d, _)) = &open.tracked {
@@ -310,10 +307,7 @@ impl Opened {
     /// Ends the span as cancelled after dropping `inner` (the spanned future or stream)
     /// inside it, so that spans `inner` holds end (cancelled) before this one.
     pub(crate) fn cancel_after_dropping<T>(mut self, mut inner: Pin<&mut Option<T>>) {
-        {
-            let _guard = Swap::new(&mut self.ctx);
-            inner.set(None);
-        }
+        scoped(&mut self.ctx, || inner.set(None));
         self.end(DropReason::Cancelled, String::new());
     }
 }
@@ -476,10 +470,9 @@ impl<F: Future, K: Outcome<F::Output>> Future for Instrumented<F, K> {
             let Some(inner) = this.inner.as_mut().as_pin_mut() else {
                 panic!("`Instrumented` polled after completion");
             };
-            let polled = {
-                let _guard = Swap::new(&mut open.ctx);
+            let polled = scoped(&mut open.ctx, || {
                 catch_unwind(AssertUnwindSafe(|| inner.poll(cx)))
-            };
+            });
             match polled {
                 Ok(Poll::Pending) => return Poll::Pending,
                 Ok(Poll::Ready(output)) => {

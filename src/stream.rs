@@ -42,7 +42,7 @@ use std::task::Poll;
 
 use futures::Stream;
 
-use crate::context::Swap;
+use crate::context::scoped;
 use crate::handler::panic_message;
 use crate::record::DropReason;
 use crate::span::{Opened, Span};
@@ -94,17 +94,14 @@ impl<S: Stream> Stream for InstrumentedStream<S> {
             }
             return Poll::Ready(item);
         };
-        let polled = {
-            let _guard = Swap::new(&mut open.ctx);
+        let polled = scoped(&mut open.ctx, || {
             catch_unwind(AssertUnwindSafe(|| inner.poll_next(cx)))
-        };
+        });
         match polled {
             Ok(Poll::Ready(None)) => {
                 if let Some(mut open) = this.open.take() {
-                    {
-                        let _guard = Swap::new(&mut open.ctx);
-                        this.inner.set(None);
-                    }
+                    let mut inner = this.inner.as_mut();
+                    scoped(&mut open.ctx, || inner.set(None));
                     open.exit();
                 }
                 Poll::Ready(None)

@@ -28,12 +28,15 @@ struct Probe {
     /// The `n` of each `Ping` handled, summed with a marker so a test can look for one.
     seen_marker: Arc<AtomicU64>,
     gate: Option<Arc<Semaphore>>,
+    /// Calls of `handle` begun (before the gate).
+    entered: Arc<AtomicU64>,
 }
 
 const MARKER: u64 = 999_999;
 
 impl Handler for Probe {
     async fn handle(&mut self, record: &Record) {
+        self.entered.fetch_add(1, Ordering::SeqCst);
         if let Some(gate) = &self.gate {
             gate.acquire().await.expect("gate open").forget();
         }
@@ -286,22 +289,25 @@ fn a_live_handler_beside_a_gone_one_still_gets_every_record_and_the_gone_one_cou
     });
 }
 
-/// `a.b.c`, capacity 4 each, a probe on each level; the probe on level `full` is gated shut.
+/// `a.b.c` with a probe on each level; the probe on level `full` (0 = the leaf `a.b.c`) is
+/// gated shut and its channel holds 4 records, the others 1,024 (so only that one fills).
 fn chain(full: usize) -> (Vec<Dispatcher>, Vec<Probe>, Arc<Semaphore>) {
     let gate = Arc::new(Semaphore::new(0));
-    let cap = std::num::NonZeroUsize::new(4).expect("non-zero");
+    let cap = |level: usize| {
+        std::num::NonZeroUsize::new(if level == full { 4 } else { 1024 }).expect("non-zero")
+    };
     let a = Dispatcher::builder("a")
-        .capacity(cap)
+        .capacity(cap(2))
         .build()
         .expect("name");
     let b = Dispatcher::builder("a.b")
         .parent(&a)
-        .capacity(cap)
+        .capacity(cap(1))
         .build()
         .expect("name");
     let c = Dispatcher::builder("a.b.c")
         .parent(&b)
-        .capacity(cap)
+        .capacity(cap(0))
         .build()
         .expect("name");
     let levels = vec![c, b, a];
@@ -321,11 +327,17 @@ fn chain(full: usize) -> (Vec<Dispatcher>, Vec<Probe>, Arc<Semaphore>) {
 async fn an_awaited_emit_cancelled_while_waiting_reaches_every_level_or_none() {
     for full in 0..3 {
         let (levels, probes, gate) = chain(full);
-        // Fill the gated level's channel: its handler holds the first record, so after a
-        // capacity of records an awaited emit there waits.
-        // The emit that finds no room is cancelled at once (`now_or_never` drops it), before
-        // any channel took it.
-        let mut n = 0;
+        // The gated handler takes a first record and blocks on it at the gate: from then on
+        // nothing leaves its channel until the gate opens.
+        levels[full].event(Ping { n: 0 }).await.expect("emit");
+        let blocked = eventually(Duration::from_secs(20), || {
+            probes[full].entered.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        assert!(blocked, "the gated handler took its first record");
+        // Fill its channel; the emit that finds no room is cancelled at once (`now_or_never`
+        // drops it) before any channel took it.
+        let mut n = 1;
         while let Some(done) = levels[full].event(Ping { n }).into_future().now_or_never() {
             done.expect("emit");
             n += 1;
@@ -345,10 +357,10 @@ async fn an_awaited_emit_cancelled_while_waiting_reaches_every_level_or_none() {
             .map(|p| p.seen_marker.load(Ordering::SeqCst))
             .collect();
         println!("full level {full} (0 = leaf): the cancelled emit reached levels {seen:?}");
-        assert!(
-            seen.iter().all(|&s| s == seen[0]) && seen[0] <= 1,
-            "every level sees it or none does: {seen:?}"
-        );
+        // Waiting at the leaf, no channel took it; waiting above, the levels below had: then
+        // every level gets it.
+        let expected = if full == 0 { [0, 0, 0] } else { [1, 1, 1] };
+        assert_eq!(seen, expected, "every level sees it or none does");
     }
 }
 

@@ -1,6 +1,6 @@
 //! The synchronization primitives of the broadcast channel: std's, or loom's when the channel
 //! protocol is being model-checked (`RUSTFLAGS="--cfg loom"`, see `.ci/loom.sh` and
-//! `tests/loom_channel.rs`).
+//! `loom.rs`).
 //!
 //! Only the channel (`channel.rs` and its lock-free front, `inbox.rs`) uses this shim: its
 //! bookkeeping is the one place where emitters, handler tasks, flushes and shutdown meet, and

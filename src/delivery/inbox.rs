@@ -29,8 +29,8 @@
 use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
+use super::sync::{AtomicU64, UnsafeCell, handshake_fence};
 use crate::record::RecordRef;
-use crate::sync::{AtomicU64, UnsafeCell, handshake_fence};
 
 /// Set in `tail` once the inbox is closed.
 const CLOSED: u64 = 1 << 63;
@@ -80,8 +80,19 @@ pub(crate) struct Inbox {
     /// The first position whose push must wake a parked reader, or `NOBODY` (see the module
     /// docs).
     wake_at: AtomicU64,
-    /// The next position to drain; read and written only under the channel's lock.
-    head: AtomicU64,
+    /// Which inbox this is, so that only its own [`Head`] drains it.
+    id: u64,
+}
+
+/// The consumer side of an [`Inbox`]: the next position to drain.
+///
+/// Exactly one is made with each inbox, and draining takes it mutably: so two drains of one
+/// inbox cannot run at once (they would read, and later free, the same records). The channel
+/// keeps it in its locked state.
+#[derive(Debug)]
+pub(crate) struct Head {
+    next: u64,
+    inbox: u64,
 }
 
 /// Keeps the contended `tail` on a cache line of its own.
@@ -89,10 +100,12 @@ pub(crate) struct Inbox {
 struct Padded<T>(T);
 
 impl Inbox {
-    /// An inbox of `size` slots (rounded up to a power of two, at least 2).
-    pub(crate) fn new(size: usize) -> Self {
+    /// An inbox of `size` slots (rounded up to a power of two, at least 2), with its [`Head`].
+    pub(crate) fn new(size: usize) -> (Self, Head) {
+        static INBOXES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = INBOXES.fetch_add(1, Relaxed);
         let size = size.clamp(2, 1 << 20).next_power_of_two();
-        Inbox {
+        let inbox = Inbox {
             slots: (0..size as u64)
                 .map(|i| Slot {
                     seq: AtomicU64::new(i),
@@ -104,8 +117,9 @@ impl Inbox {
             limit: AtomicU64::new(UNBOUNDED),
             hard_limit: AtomicU64::new(UNBOUNDED),
             wake_at: AtomicU64::new(NOBODY),
-            head: AtomicU64::new(0),
-        }
+            id,
+        };
+        (inbox, Head { next: 0, inbox: id })
     }
 
     /// Puts `record` at the next position, below the limit of `bound`; returns the position.
@@ -168,10 +182,10 @@ impl Inbox {
         }
     }
 
-    /// Whether some position was claimed but not drained yet. Call under the channel's lock.
-    pub(crate) fn has_claims(&self) -> bool {
+    /// Whether some position was claimed but not drained yet.
+    pub(crate) fn has_claims(&self, head: &Head) -> bool {
         handshake_fence();
-        self.tail.0.load(SeqCst) & !CLOSED > self.head.load(Relaxed)
+        self.tail.0.load(SeqCst) & !CLOSED > head.next
     }
 
     /// Sets the bounds for pushes that wait and for those that cannot (see the module docs).
@@ -210,33 +224,54 @@ impl Inbox {
 
     /// Moves published records, in position order, to `sink`, up to the first position that
     /// is claimed but not yet published (its push is a few instructions from done, and wakes a
-    /// parked reader once it is). Call under the channel's lock.
-    pub(crate) fn drain(&self, mut sink: impl FnMut(RecordRef)) {
-        let mut head = self.head.load(Relaxed);
+    /// parked reader once it is).
+    ///
+    /// # Panics
+    ///
+    /// If `head` is another inbox's (a bug in this crate: a channel drains its own inbox).
+    pub(crate) fn drain(&self, head: &mut Head, mut sink: impl FnMut(RecordRef)) {
+        assert_eq!(head.inbox, self.id, "an inbox is drained with its own head");
+        let mut head_pos = head.next;
+        let head = &mut head.next;
         loop {
-            let slot = &self.slots[(head & self.mask) as usize];
-            if slot.seq.load(Acquire) != head + 1 {
+            let at = head_pos;
+            let slot = &self.slots[(at & self.mask) as usize];
+            if slot.seq.load(Acquire) != at + 1 {
                 break;
             }
-            // SAFETY: `seq == head + 1`: the push at `head` wrote the record and published it
-            // (the Acquire load pairs with its Release store), and only the holder of the
-            // channel's lock drains, so this is the only read of it; advancing `seq` below hands
-            // the slot, now logically empty, to the push one lap later.
+            // SAFETY: `seq == at + 1`: the push at `at` wrote the record and published it (the
+            // Acquire load pairs with its Release store), and only the holder of this inbox's
+            // one `Head` drains it (mutably borrowed here), so this is the only read of it;
+            // advancing `seq` below hands the slot, now logically empty, to the push one lap
+            // later.
             let record = slot
                 .record
                 .with_mut(|cell| unsafe { (*cell).assume_init_read() });
-            slot.seq.store(head + self.mask + 1, Release);
-            head += 1;
+            slot.seq.store(at + self.mask + 1, Release);
+            head_pos += 1;
             sink(record);
         }
-        self.head.store(head, Relaxed);
+        *head = head_pos;
     }
 }
 
 impl Drop for Inbox {
     fn drop(&mut self) {
-        // Records published but never drained (the channel was dropped with them).
-        self.drain(drop);
+        // Records published but never drained (the channel was dropped with them). Nothing
+        // pushes any more, so a slot holds a record exactly when its sequence says "published
+        // at a position of this slot": `seq - 1` falls on the slot (an empty slot's `seq` is
+        // its next position, which does not).
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let seq = slot.seq.load(Acquire);
+            if seq.wrapping_sub(1) & self.mask == i as u64 {
+                // SAFETY: published and not drained (see above), and `&mut self` excludes
+                // every other access: this is the record's last read.
+                drop(
+                    slot.record
+                        .with_mut(|cell| unsafe { (*cell).assume_init_read() }),
+                );
+            }
+        }
     }
 }
 
@@ -260,7 +295,7 @@ mod tests {
 
     #[test]
     fn records_come_out_in_push_order_across_laps_and_a_full_ring_refuses() {
-        let inbox = Inbox::new(4);
+        let (inbox, mut head) = Inbox::new(4);
         let mut out = Vec::new();
         for lap in 0..3 {
             for i in 0..4 {
@@ -268,14 +303,14 @@ mod tests {
             }
             let (why, back) = inbox.push(rec(99), Bound::Checked).unwrap_err();
             assert_eq!((why, n(&back)), (Refused::RingFull, 99));
-            inbox.drain(|r| out.push(n(&r)));
+            inbox.drain(&mut head, |r| out.push(n(&r)));
         }
         assert_eq!(out, (0..12).collect::<Vec<_>>());
     }
 
     #[test]
     fn a_push_stops_at_its_bounds_limit_and_a_checked_one_does_not() {
-        let inbox = Inbox::new(8);
+        let (inbox, _head) = Inbox::new(8);
         inbox.set_limits(2, 3);
         assert!(inbox.push(rec(0), Bound::Soft).is_ok());
         assert!(inbox.push(rec(1), Bound::Soft).is_ok());
@@ -297,7 +332,7 @@ mod tests {
 
     #[test]
     fn a_closed_inbox_refuses_but_keeps_what_got_in() {
-        let inbox = Inbox::new(4);
+        let (inbox, mut head) = Inbox::new(4);
         assert!(inbox.push(rec(7), Bound::Checked).is_ok());
         assert!(inbox.close());
         assert!(!inbox.close());
@@ -305,16 +340,16 @@ mod tests {
             inbox.push(rec(8), Bound::Checked).unwrap_err().0,
             Refused::Closed
         );
-        assert!(inbox.has_claims());
+        assert!(inbox.has_claims(&head));
         let mut got = Vec::new();
-        inbox.drain(|r| got.push(n(&r)));
+        inbox.drain(&mut head, |r| got.push(n(&r)));
         assert_eq!(got, [7]);
-        assert!(!inbox.has_claims());
+        assert!(!inbox.has_claims(&head));
     }
 
     #[test]
     fn a_push_is_due_to_wake_a_reader_only_at_or_past_its_wake_position() {
-        let inbox = Inbox::new(8);
+        let (inbox, _head) = Inbox::new(8);
         // Nobody parked: no push wakes anyone.
         assert_eq!(inbox.push(rec(0), Bound::Checked).ok(), Some(0));
         assert!(!inbox.wake_due(0));
@@ -334,7 +369,7 @@ mod tests {
     #[test]
     fn records_left_in_a_dropped_inbox_are_freed_once() {
         let kept = rec(5);
-        let inbox = Inbox::new(4);
+        let (inbox, _head) = Inbox::new(4);
         assert!(inbox.push(kept.clone(), Bound::Checked).is_ok());
         drop(inbox);
         // The inbox's reference is gone; ours is the last (ASan would flag a double free).
@@ -343,7 +378,8 @@ mod tests {
 
     #[test]
     fn concurrent_pushers_lose_nothing_and_keep_each_ones_order() {
-        let inbox = std::sync::Arc::new(Inbox::new(64));
+        let (inbox, mut head) = Inbox::new(64);
+        let inbox = std::sync::Arc::new(inbox);
         let threads = 4;
         let per = 20_000u64;
         let pushers: Vec<_> = (0..threads)
@@ -365,11 +401,9 @@ mod tests {
                 })
             })
             .collect();
-        let lock = std::sync::Mutex::new(());
         let mut seen = Vec::new();
         while seen.len() < (threads * per) as usize {
-            let _held = lock.lock().unwrap();
-            inbox.drain(|r| seen.push(n(&r)));
+            inbox.drain(&mut head, |r| seen.push(n(&r)));
         }
         for p in pushers {
             p.join().unwrap();

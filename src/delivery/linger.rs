@@ -1,4 +1,4 @@
-//! The timer that bounds how long a handler task lingers (see `crate::channel`).
+//! The timer that bounds how long a handler task lingers (see `super::channel`).
 //!
 //! # Semantics
 //!
@@ -14,7 +14,7 @@
 //! - The timer is armed once per lingering spell, not once per park: a handler woken by a full
 //!   batch that parks lingering again keeps the running deadline (at most one timer per
 //!   [`DELAY`] per handler).
-//! - A flush or a close wakes a lingering handler at once (see `crate::channel`).
+//! - A flush or a close wakes a lingering handler at once (see `super::channel`).
 //!
 //! The timer is the runtime's own (`tokio::time`), so that no thread of ours competes with the
 //! runtime's workers for cores. A runtime built without the time driver has no timer; tokio

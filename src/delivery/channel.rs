@@ -28,7 +28,7 @@
 //! # How a record gets in
 //!
 //! Emitters do not take the lock. A push puts the record into the channel's **inbox**
-//! (`crate::inbox`), a lock-free ring, at the next position, which is the record's `seq`; the
+//! (`super::inbox`), a lock-free ring, at the next position, which is the record's `seq`; the
 //! lossless bound is checked there against a limit the channel publishes. Whoever next holds
 //! the lock drains the inbox's published records into the queue in `seq` order before doing
 //! anything else: a reader polling, a flush, a close, or an emitter the inbox refused (at the
@@ -43,7 +43,7 @@
 //!
 //! A reader may park **lingering**: instead of being woken by the next push, it is woken by
 //! the push that makes a batch (a quarter of the inbox, at most 256 records), or by its own
-//! timer once a delay is over (the handler task keeps one, see `crate::linger`), whichever
+//! timer once a delay is over (the handler task keeps one, see `super::linger`), whichever
 //! comes first. A reader with a flush barrier ahead never lingers (the flush would wait for
 //! it), and a flush, a close, or an emitter held at the lossless bound wakes every parked
 //! reader, lingering or not.
@@ -70,9 +70,10 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::oneshot;
 
-use crate::inbox::{Bound, Inbox, NOBODY, Refused, UNBOUNDED};
-use crate::record::{Lent, Record, RecordRef};
-use crate::sync::{Mutex, MutexGuard, spin_wait, yield_for_models};
+use super::batch::Batch;
+use super::inbox::{Bound, Head, Inbox, NOBODY, Refused, UNBOUNDED};
+use super::sync::{Mutex, MutexGuard, spin_wait, yield_for_models};
+use crate::record::RecordRef;
 
 /// A reader's delivery mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,11 +170,14 @@ struct State {
     gone: Vec<Gone>,
     /// Records refused past the hard cap, so far (see [`Channel::overflowed`]).
     overflowed: u64,
+    /// The inbox's consumer side: draining it takes the lock (always `Some`; taken out only
+    /// for the length of a drain).
+    inbox_head: Option<Head>,
 }
 
 pub(crate) struct Channel {
     state: Mutex<State>,
-    /// Where emitters put records without the lock (`crate::inbox`).
+    /// Where emitters put records without the lock (`super::inbox`).
     inbox: Inbox,
     capacity: usize,
     /// How far past `capacity` pushes that cannot wait may go (the hard cap is the sum).
@@ -347,107 +351,6 @@ impl Drop for Deferred<'_> {
     }
 }
 
-/// The records a reader gets from [`Channel::poll_recv`]; read them with [`Batch::next`].
-///
-/// A batch either owns its records (`taken`) or borrows them from the queue; either way
-/// `records` lists them in order, so that reading one is an index and a pointer.
-pub(crate) struct Batch {
-    /// Records this batch owns: taken out of the queue by its only reader (often the queue's
-    /// own buffer, swapped with this one), or cloned from it for a lossy reader. When not
-    /// empty, it holds every record of `records`.
-    taken: VecDeque<RecordRef>,
-    /// The batch's records, in order: pointing into `taken`, or lent by the queue (module
-    /// docs) when `taken` is empty.
-    records: Vec<Lent>,
-    /// How many records have been read.
-    read: usize,
-    /// Records the channel trimmed during the last `poll_recv`, dropped once its lock is
-    /// released (kept here so the buffer is not allocated anew at every call).
-    freed: Vec<RecordRef>,
-    /// Set when the last `poll_recv` parked the reader lingering: the caller is to wake it
-    /// once its delay is over.
-    lingering: bool,
-}
-
-// SAFETY: `records` stands for `&Record`s (only ever dereferenced as shared references, see
-// `Batch::next`) into `taken` or the queue of the channel that filled the batch, and `Record`
-// is `Send + Sync` (its payloads are); the rest is `RecordRef`s, which are `Send + Sync`. So
-// the batch is safe to send to and share with another thread.
-unsafe impl Send for Batch {}
-// SAFETY: as above.
-unsafe impl Sync for Batch {}
-
-impl Batch {
-    pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Batch {
-            taken: VecDeque::with_capacity(capacity),
-            records: Vec::with_capacity(capacity),
-            read: 0,
-            freed: Vec::with_capacity(capacity),
-            lingering: false,
-        }
-    }
-
-    /// Whether the last [`Channel::poll_recv`] left the reader lingering (see the module
-    /// docs): the caller is to wake it once its delay is over.
-    pub(crate) fn is_lingering(&self) -> bool {
-        self.lingering
-    }
-
-    /// The next record of the batch, borrowed from the batch (so it cannot be held across
-    /// the next `poll_recv`, which ends the loan of lent records).
-    #[inline]
-    pub(crate) fn next(&mut self) -> Option<&Record> {
-        let record = *self.records.get(self.read)?;
-        self.read += 1;
-        // SAFETY: the record is in `taken`, which this batch keeps until its next `clear`
-        // (and `clear` needs the batch mutably, so not while the result is borrowed); or it
-        // was lent by a `RecordRef` in the queue of the channel that filled this batch, to the
-        // batch's reader. The queue keeps that reference until the reader's cursor moves past
-        // the record, which happens only in the reader's next `poll_recv`; that call needs the
-        // batch mutably, and clears it before anything else, so no borrow of a record outlives
-        // the loan. If the reader is removed meanwhile, the channel pins a clone of the record
-        // until the reader's task polls again or drops its place (both after this batch is
-        // done). The channel outlives the batch (the reader's task holds both, the channel
-        // longer). So the record is alive while `self` is borrowed, and it is only read
-        // through shared references.
-        Some(unsafe { record.get() })
-    }
-
-    /// How many records the batch owns (taken out of the queue), 0 for a lent batch.
-    pub(crate) fn taken_len(&self) -> u64 {
-        self.taken.len() as u64
-    }
-
-    /// Forgets the records of the last batch (an owned record is freed here, on the reader's
-    /// side of the lock).
-    pub(crate) fn clear(&mut self) {
-        self.records.clear();
-        self.taken.clear();
-        self.read = 0;
-        self.lingering = false;
-    }
-
-    /// Takes every record as an owned reference (for the loom model's wrapper, whose tests
-    /// keep records past the next `poll_recv`).
-    #[cfg(loom)]
-    pub(crate) fn into_owned(&mut self) -> Vec<RecordRef> {
-        let owned = if self.taken.is_empty() {
-            self.records
-                .drain(..)
-                // SAFETY: lent by a `RecordRef` in the queue, alive until the reader's next
-                // `poll_recv` (see `Batch::next`).
-                .map(|lent| unsafe { lent.to_counted() })
-                .collect()
-        } else {
-            self.records.clear();
-            self.taken.drain(..).collect()
-        };
-        self.read = 0;
-        owned
-    }
-}
-
 /// Tasks to wake once the lock is released. The first is kept inline, so that waking the one
 /// parked handler of a channel (the usual case) allocates nothing.
 #[derive(Default)]
@@ -497,6 +400,7 @@ fn wake_each(wakers: Vec<Waker>) {
 impl Channel {
     /// A channel of `capacity` records that pushes which cannot wait may exceed by `overflow`.
     pub(crate) fn new(capacity: usize, overflow: usize) -> Self {
+        let (inbox, inbox_head) = Inbox::new(capacity.min(INBOX_SLOTS));
         Channel {
             state: Mutex::new(State {
                 queue: VecDeque::with_capacity(capacity.min(1 << 16)),
@@ -514,8 +418,9 @@ impl Channel {
                 closed: false,
                 gone: Vec::new(),
                 overflowed: 0,
+                inbox_head: Some(inbox_head),
             }),
-            inbox: Inbox::new(capacity.min(INBOX_SLOTS)),
+            inbox,
             capacity,
             overflow,
             linger_records: (capacity.min(INBOX_SLOTS) / 4).clamp(1, LINGER_RECORDS) as u64,
@@ -531,8 +436,11 @@ impl Channel {
     /// Moves what emitters published in the inbox into the queue (see the module docs).
     /// Parked readers the new records are for go to `wake`.
     fn drain(&self, st: &mut State, wake: &mut Wakers) {
-        self.inbox
-            .drain(|record| st.append(record, self.capacity, wake));
+        if let Some(mut head) = st.inbox_head.take() {
+            self.inbox
+                .drain(&mut head, |record| st.append(record, self.capacity, wake));
+            st.inbox_head = Some(head);
+        }
     }
 
     /// Tells the inbox what emitters need to know without the lock: the lossless bound and
@@ -555,7 +463,7 @@ impl Channel {
 
     /// Adds a reader that starts at the current tail: after every record drained so far (a
     /// push still in progress, or published behind one, reaches the new reader too).
-    pub(crate) fn add_reader(&self, mode: Mode) -> Option<ReaderId> {
+    pub(super) fn add_reader(&self, mode: Mode) -> Option<ReaderId> {
         let mut wake = Wakers::default();
         let id = {
             let mut st = self.lock();
@@ -601,7 +509,7 @@ impl Channel {
     /// back, and every record it did not handle, or that arrives from now on, is counted as
     /// lost to it ([`lost`](Self::lost)). `taken_unhandled` is how many records of a batch it
     /// owned (taken out of the queue) it did not handle.
-    pub(crate) fn abandon_reader(&self, id: ReaderId, handled: u64, taken_unhandled: u64) {
+    pub(super) fn abandon_reader(&self, id: ReaderId, handled: u64, taken_unhandled: u64) {
         let mut freed = Vec::new();
         let mut deferred = Deferred::new(&mut freed);
         let mut st = self.lock();
@@ -723,7 +631,7 @@ impl Channel {
     /// plain threads only (no runtime to block): a record refused at the hard cap waits here.
     #[cold]
     pub(crate) fn push_blocking(&self, record: &RecordRef) -> Push {
-        crate::park::block_on(|cx| match self.push(record, Some(cx.waker())) {
+        super::park::block_on(|cx| match self.push(record, Some(cx.waker())) {
             Push::Full => Poll::Pending,
             done => Poll::Ready(done),
         })
@@ -870,7 +778,7 @@ impl Channel {
     ///
     /// With nothing to report, the reader parks; with `linger`, it may park lingering (see the
     /// module docs), which [`Batch::is_lingering`] then says.
-    pub(crate) fn poll_recv(
+    pub(super) fn poll_recv(
         &self,
         id: ReaderId,
         batch: &mut Batch,
@@ -957,7 +865,12 @@ impl Channel {
                 break 'poll Poll::Ready(Recv::Barrier(barrier));
             }
             // Closed, with every push that got in drained and handed out.
-            if st.closed && !self.inbox.has_claims() {
+            if st.closed
+                && !st
+                    .inbox_head
+                    .as_ref()
+                    .is_some_and(|h| self.inbox.has_claims(h))
+            {
                 break 'poll Poll::Ready(Recv::Closed);
             }
             let linger = linger && next_barrier.is_none();
@@ -1004,7 +917,7 @@ impl Channel {
     }
 
     /// Acknowledges barrier `id` for reader `reader`.
-    pub(crate) fn ack(&self, reader: ReaderId, id: u64) {
+    pub(super) fn ack(&self, reader: ReaderId, id: u64) {
         let mut st = self.lock();
         if let Some(mut r) = st.readers.get_mut(reader).and_then(Option::take) {
             st.ack_barriers_up_to(reader, &mut r, id);
