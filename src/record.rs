@@ -234,7 +234,7 @@ impl Lent {
     /// # Safety
     ///
     /// As for [`get`](Self::get): a [`RecordRef`] to the record must be alive during the call.
-    #[cfg(loom)]
+    #[cfg(all(loom, test))]
     pub(crate) unsafe fn to_counted(self) -> RecordRef {
         let lender = std::mem::ManuallyDrop::new(RecordRef(self.0));
         (*lender).clone()
@@ -643,7 +643,7 @@ pub(crate) mod numbered {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -91,7 +91,7 @@ impl Batch {
 
     /// Takes every record as an owned reference (for the loom model's wrapper, whose tests
     /// keep records past the next `poll_recv`).
-    #[cfg(loom)]
+    #[cfg(all(loom, test))]
     pub(super) fn into_owned(&mut self) -> Vec<RecordRef> {
         let owned = if self.taken.is_empty() {
             self.records

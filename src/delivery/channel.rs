@@ -911,7 +911,7 @@ impl Channel {
     }
 
     /// How many records wake a lingering reader.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn linger_records(&self) -> u64 {
         self.linger_records
     }

@@ -80,6 +80,33 @@ mod model {
             Channel(channel::Channel::new(capacity, capacity))
         }
 
+        /// A channel whose pushes that cannot wait may exceed `capacity` by `overflow`.
+        pub(super) fn with_overflow(capacity: usize, overflow: usize) -> Self {
+            Channel(channel::Channel::new(capacity, overflow))
+        }
+
+        /// Whether a push that waits would find room now; if not, `waker` is woken when it
+        /// may (what a spanned future does before entering and ending its span).
+        pub(super) fn poll_room(&self, waker: &Waker) -> bool {
+            self.0.poll_room(waker)
+        }
+
+        /// Counts a record refused at the hard cap and dropped.
+        pub(super) fn overflowed(&self) {
+            self.0.overflowed();
+        }
+
+        /// Abandons reader `id` (its task was dropped), which handled `handled` records of its
+        /// last batch.
+        pub(super) fn abandon_reader(&self, id: usize, handled: u64, taken_unhandled: u64) {
+            self.0.abandon_reader(id, handled, taken_unhandled);
+        }
+
+        /// What an abandoned reader lost.
+        pub(super) fn lost(&self, id: usize) -> u64 {
+            self.0.lost(id)
+        }
+
         /// Adds a lossless reader (`lossy: None`) or a lossy one with that capacity.
         pub(super) fn add_reader(&self, lossy: Option<usize>) -> Option<usize> {
             self.0.add_reader(match lossy {
@@ -93,7 +120,7 @@ mod model {
             self.0.remove_reader(id);
         }
 
-        /// Appends without waiting; `false` when closed.
+        /// Appends without waiting (up to the hard cap); `false` when closed or at the cap.
         pub(super) fn push_now(&self, record: Rec) -> bool {
             self.0.push_now(record.0).is_ok()
         }
@@ -217,7 +244,7 @@ fn a_flush_racing_a_push_waits_for_everything_pushed_before_it() {
             let (ch, pushed, handled) = (ch.clone(), pushed.clone(), handled.clone());
             thread::spawn(move || {
                 let before = *pushed.lock().unwrap();
-                let barrier = ch.barrier(false).expect("a reader is attached");
+                let barrier = ch.barrier().expect("a reader is attached");
                 block_on(barrier).expect("the barrier resolves");
                 let handled = *handled.lock().unwrap();
                 assert!(
@@ -312,7 +339,7 @@ fn a_reader_going_away_releases_a_blocked_push_and_a_pending_flush() {
         let flusher = {
             let ch = ch.clone();
             thread::spawn(move || {
-                if let Some(barrier) = ch.barrier(false) {
+                if let Some(barrier) = ch.barrier() {
                     block_on(barrier).expect("the barrier resolves");
                 }
             })
@@ -384,7 +411,8 @@ fn lossy_drops_are_counted_exactly_under_contention() {
 #[test]
 fn a_sync_push_on_a_full_lossless_channel_neither_blocks_nor_loses() {
     model(|| {
-        let ch = Arc::new(Channel::new(1));
+        // Room past the bound for the sync push whatever the order: below the hard cap.
+        let ch = Arc::new(Channel::with_overflow(1, 2));
         let reader = ch.add_reader(None).unwrap();
         assert!(ch.push_now(record(Seq(0)))); // the channel is full
         let sync_done = Arc::new(AtomicBool::new(false));
@@ -396,7 +424,10 @@ fn a_sync_push_on_a_full_lossless_channel_neither_blocks_nor_loses() {
         let sync = {
             let (ch, sync_done) = (ch.clone(), sync_done.clone());
             thread::spawn(move || {
-                assert!(ch.push_now(record(Seq(2))), "a sync push is never refused");
+                assert!(
+                    ch.push_now(record(Seq(2))),
+                    "below the hard cap, never refused"
+                );
                 sync_done.store(true, SeqCst);
             })
         };
@@ -457,5 +488,146 @@ fn a_lingering_reader_is_woken_by_the_push_that_completes_its_batch() {
         }
         seen.sort_unstable();
         assert_eq!(seen, [0, 1]);
+    });
+}
+
+/// Backpressure in a spanned future: it waits for room (`poll_room`) before pushing its span's
+/// record, and is woken once the reader frees it, whatever the interleaving (a lost wake-up is
+/// a deadlock, which fails the model); its push then fits below the bound.
+#[test]
+fn a_spanned_future_waiting_for_room_is_woken_when_the_reader_frees_it() {
+    model(|| {
+        let ch = Arc::new(Channel::new(1));
+        let reader = ch.add_reader(None).unwrap();
+        assert!(ch.push_now(record(Seq(0)))); // full
+        let waiter = {
+            let ch = ch.clone();
+            thread::spawn(move || {
+                block_on(poll_fn(|cx| match ch.poll_room(cx.waker()) {
+                    true => Poll::Ready(()),
+                    false => Poll::Pending,
+                }));
+                assert_eq!(ch.push(&record(Seq(1)), None), Push::Done, "room was made");
+            })
+        };
+        let mut batch = Vec::new();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match recv(&ch, reader, &mut batch) {
+                Recv::Records { dropped } => {
+                    assert_eq!(dropped, 0);
+                    seen.extend(batch.drain(..).map(|r| seq(&r)));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        waiter.join().unwrap();
+        assert_eq!(seen, [0, 1]);
+    });
+}
+
+/// Sync pushes racing a reader on a channel with a hard cap of 2 (capacity 1, overflow 1):
+/// each record either gets in or is refused and counted, and the reader is told in-band of
+/// exactly the refused ones (at the latest when the channel closes), so
+/// `handled + missed == pushed`.
+#[test]
+fn sync_pushes_at_the_hard_cap_are_counted_exactly_and_told_in_band() {
+    model(|| {
+        let ch = Arc::new(Channel::with_overflow(1, 1));
+        let reader = ch.add_reader(None).unwrap();
+        let pusher = {
+            let ch = ch.clone();
+            thread::spawn(move || {
+                for n in 0..4 {
+                    if !ch.push_now(record(Seq(n))) {
+                        ch.overflowed();
+                    }
+                }
+                ch.close();
+            })
+        };
+        let mut batch = Vec::new();
+        let (mut handled, mut missed) = (0, 0);
+        loop {
+            match recv(&ch, reader, &mut batch) {
+                Recv::Records { dropped } => {
+                    missed += dropped;
+                    handled += batch.drain(..).count() as u64;
+                }
+                Recv::Closed => break,
+                Recv::Barrier(_) => panic!("nobody flushed"),
+            }
+        }
+        pusher.join().unwrap();
+        assert_eq!(handled + missed, 4, "handled + missed == pushed");
+    });
+}
+
+/// A reader whose task is dropped (its runtime went away) after handling a batch: it holds no
+/// awaited push back, and everything it did not handle is counted as lost, exactly.
+#[test]
+fn an_abandoned_reader_holds_nobody_back_and_counts_what_it_never_handled() {
+    model(|| {
+        let ch = Arc::new(Channel::new(1));
+        let gone = ch.add_reader(None).unwrap();
+        let pusher = {
+            let ch = ch.clone();
+            thread::spawn(move || {
+                for n in 0..3 {
+                    assert_eq!(push_wait(&ch, &record(Seq(n))), Push::Done);
+                }
+            })
+        };
+        let mut batch = Vec::new();
+        let handled = match recv(&ch, gone, &mut batch) {
+            Recv::Records { .. } => batch.drain(..).count() as u64,
+            other => panic!("unexpected {other:?}"),
+        };
+        ch.abandon_reader(gone, handled, 0);
+        pusher.join().unwrap();
+        assert_eq!(handled + ch.lost(gone), 3);
+    });
+}
+
+/// An awaited push cancelled while it waits for room (its future dropped after one poll)
+/// pushes nothing, and the waker it left behind does not stop a later push from waiting and
+/// completing.
+#[test]
+fn an_awaited_push_cancelled_while_waiting_pushes_nothing() {
+    model(|| {
+        let ch = Arc::new(Channel::new(1));
+        let reader = ch.add_reader(None).unwrap();
+        assert!(ch.push_now(record(Seq(0)))); // full
+        let pusher = {
+            let ch = ch.clone();
+            thread::spawn(move || {
+                // One poll, then dropped: what `now_or_never` or a lost `select!` does.
+                let first = ch.push(&record(Seq(1)), Some(futures::task::noop_waker_ref()));
+                assert_eq!(push_wait(&ch, &record(Seq(2))), Push::Done);
+                first == Push::Done
+            })
+        };
+        let mut batch = Vec::new();
+        let mut seen = Vec::new();
+        let mut expected = 2;
+        while seen.len() < expected {
+            match recv(&ch, reader, &mut batch) {
+                Recv::Records { dropped } => {
+                    assert_eq!(dropped, 0);
+                    seen.extend(batch.drain(..).map(|r| seq(&r)));
+                    if seen.contains(&1) {
+                        expected = 3;
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let first_got_in = pusher.join().unwrap();
+        assert_eq!(
+            seen.contains(&1),
+            first_got_in,
+            "in only if its push said so"
+        );
+        assert_eq!(seen.last(), Some(&2));
     });
 }
