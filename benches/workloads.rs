@@ -43,6 +43,12 @@
 //! `SPANBUS_BENCH_N=...`), so each peak RSS (VmHWM) is measured in a fresh process.
 
 use std::collections::HashMap;
+
+/// The allocator experiment (BENCHMARKS.md): `RUSTFLAGS="--cfg spanbus_mimalloc"`.
+#[cfg(spanbus_mimalloc)]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
