@@ -333,11 +333,7 @@ mod tests {
         // blocks the other thread freed (other tests' threads may have added a magazine or
         // two on top meanwhile, hence drawing as many as were freed).
         let again: Vec<NonNull<u8>> = (0..n).map(|_| alloc(layout)).collect();
-        assert!(
-            again
-                .iter()
-                .any(|p| addresses.contains(&p.addr().get()))
-        );
+        assert!(again.iter().any(|p| addresses.contains(&p.addr().get())));
         for p in again {
             // SAFETY: fresh from `alloc` with `layout`, freed once.
             unsafe { dealloc(p, layout) };
