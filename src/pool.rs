@@ -97,11 +97,11 @@ pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
     }
 }
 
-/// Frees memory from [`alloc`].
+/// Frees memory from [`alloc`](fn@alloc).
 ///
 /// # Safety
 ///
-/// `ptr` must come from [`alloc`] with this same `layout`, must not be used afterwards, and
+/// `ptr` must come from [`alloc`](fn@alloc) with this same `layout`, must not be used afterwards, and
 /// must not be freed twice.
 #[inline]
 pub(crate) unsafe fn dealloc(ptr: NonNull<u8>, layout: Layout) {

@@ -1,14 +1,11 @@
-//! The records a reader got from one [`Channel::poll_recv`]: owned, or lent by the channel's
+//! The records a reader got from one [`Channel::poll_recv`](super::channel::Channel::poll_recv): owned, or lent by the channel's
 //! queue until the reader's next call (see the channel's module docs).
 
 use std::collections::VecDeque;
 
 use crate::record::{Lent, Record, RecordRef};
 
-#[cfg(doc)]
-use super::channel::Channel;
-
-/// The records a reader gets from [`Channel::poll_recv`]; read them with [`Batch::next`].
+/// The records a reader gets from [`Channel::poll_recv`](super::channel::Channel::poll_recv); read them with [`Batch::next`].
 ///
 /// A batch either owns its records (`taken`) or borrows them from the queue; either way
 /// `records` lists them in order, so that reading one is an index and a pointer.
@@ -49,7 +46,7 @@ impl Batch {
         }
     }
 
-    /// Whether the last [`Channel::poll_recv`] left the reader lingering (see the module
+    /// Whether the last [`Channel::poll_recv`](super::channel::Channel::poll_recv) left the reader lingering (see the module
     /// docs): the caller is to wake it once its delay is over.
     pub(super) fn is_lingering(&self) -> bool {
         self.lingering
