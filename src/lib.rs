@@ -147,7 +147,7 @@ pub mod jsonl;
 pub mod propagation;
 pub mod record;
 pub mod registry;
-pub mod shutdown;
+
 pub mod span;
 pub mod spawn;
 pub mod stream;
@@ -166,6 +166,7 @@ pub use context::{
     Context, Extras, SpanContext, WithContext, current_span, tags_in_scope, with_tags,
 };
 pub use dispatcher::{DEFAULT_CAPACITY, Dispatcher, DispatcherBuilder, Emit, EmitFuture};
+pub use dispatcher::{HandlerReport, ShutdownReport};
 pub use error::{
     EmitError, HandlerError, IdError, JsonlError, LineError, NameError, OtlpError, OutputError,
     SerializeError, TraceParentError,
@@ -177,7 +178,6 @@ pub use handler::{
 pub use id::{SpanId, TraceId};
 pub use record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter, SpanExit, Tags};
 pub use registry::Registry;
-pub use shutdown::{HandlerReport, ShutdownReport};
 pub use span::{Instrumented, OpenSpan, Span, SpanFutureExt};
 /// The `#[spanbus::span]` attribute.
 ///

@@ -33,9 +33,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::dispatcher::{DEFAULT_CAPACITY, Dispatcher, flush_channels};
+use crate::dispatcher::ShutdownReport;
+use crate::dispatcher::{DEFAULT_CAPACITY, Dispatcher, flush_channels, validate_name};
 use crate::error::NameError;
-use crate::shutdown::ShutdownReport;
 
 /// The root dispatcher's name.
 pub const ROOT: &str = "root";
@@ -173,26 +173,6 @@ impl Registry {
 /// The proper dotted prefixes of `name`, longest first: `a.b.c` → `a.b`, `a`.
 fn ancestors(name: &str) -> impl Iterator<Item = &str> {
     name.rmatch_indices('.').map(move |(i, _)| &name[..i])
-}
-
-/// Checks a dispatcher name: non-empty dotted segments, no whitespace or control characters.
-pub(crate) fn validate_name(name: &str) -> Result<(), NameError> {
-    if name.is_empty() {
-        return Err(NameError::Empty);
-    }
-    if let Some(ch) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(NameError::InvalidChar {
-            name: name.to_owned(),
-            ch,
-        });
-    }
-    if let Some(i) = name.split('.').position(str::is_empty) {
-        return Err(NameError::EmptySegment {
-            name: name.to_owned(),
-            position: i + 1,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -64,10 +64,22 @@ use std::task::Poll;
 use serde_json::Value;
 
 use crate::context::{Context, SpanContext, WithContext, scoped};
-use crate::dispatcher::{Dispatcher, Tracked};
+use crate::dispatcher::{Dispatcher, LIVE, SHUT, Tracked};
 use crate::handler::panic_message;
 use crate::id::{SpanId, TraceId};
 use crate::record::DropReason;
+
+impl Dispatcher {
+    /// A span named `name` on this dispatcher, to wrap a future, a closure, or enter by hand.
+    ///
+    /// If no handler listens on the chain now, the span is idle and costs next to nothing
+    /// (see [`Span::is_idle`]).
+    #[inline]
+    pub fn span(&self, name: impl Into<Cow<'static, str>>) -> Span {
+        let live = self.route() & (LIVE | SHUT) == LIVE;
+        Span::new(live.then(|| self.clone()), name.into())
+    }
+}
 
 /// A span that has not started yet: a name on a dispatcher, with optional arguments, tags and
 /// parent.
