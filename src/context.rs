@@ -55,7 +55,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::id::{SpanId, TraceId};
-use crate::record::Tags;
 
 /// Where a span sits: its trace and its own id.
 ///
@@ -131,6 +130,9 @@ pub struct Context {
 /// handlers and integrations need to carry across tasks and processes (for example a W3C
 /// `tracestate`).
 pub type Extras = BTreeMap<String, String>;
+
+/// Key–value tags attached to records (llama-index's `tags`).
+pub type Tags = BTreeMap<String, Value>;
 
 thread_local! {
     /// The context current on this thread outside every scope (what [`replace_current`] sets

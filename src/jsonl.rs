@@ -36,9 +36,10 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::context::Tags;
 use crate::error::{JsonlError, LineError};
 use crate::id::{SpanId, TraceId};
-use crate::record::{DropReason, SpanDrop, SpanEnter, SpanExit, Tags};
+use crate::record::{DropReason, SpanDrop, SpanEnter, SpanExit};
 
 /// The `class_name` of the line [`JsonlHandler`](crate::handlers::JsonlHandler) writes in place
 /// of an event whose payload failed to serialize. The line carries the envelope, the event's

@@ -163,7 +163,7 @@ pub mod __private;
 use std::time::Duration;
 
 pub use context::{
-    Context, Extras, SpanContext, WithContext, current_span, tags_in_scope, with_tags,
+    Context, Extras, SpanContext, Tags, WithContext, current_span, tags_in_scope, with_tags,
 };
 pub use dispatcher::{DEFAULT_CAPACITY, Dispatcher, DispatcherBuilder, Emit, EmitFuture};
 pub use dispatcher::{HandlerReport, ShutdownReport};
@@ -176,7 +176,7 @@ pub use handler::{
     Delivery, EventHandler, Handler, HandlerId, HandlerOptions, HandlerStats, SpanHandler,
 };
 pub use id::{SpanId, TraceId};
-pub use record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter, SpanExit, Tags};
+pub use record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter, SpanExit};
 pub use registry::Registry;
 pub use span::{Instrumented, OpenSpan, Span, SpanFutureExt};
 /// The `#[spanbus::span]` attribute.

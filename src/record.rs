@@ -23,13 +23,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::context::SpanContext;
+use crate::context::{SpanContext, Tags};
 use crate::error::SerializeError;
 use crate::event::{AnyEvent, Event};
 use crate::id::{SpanId, TraceId};
-
-/// Key–value tags attached to records (llama-index's `tags`).
-pub type Tags = BTreeMap<String, Value>;
 
 static NO_TAGS: Tags = BTreeMap::new();
 

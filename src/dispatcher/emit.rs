@@ -9,12 +9,13 @@ use serde_json::Value;
 
 use super::Dispatcher;
 use super::route::{Pushed, SHUT, push_past_cap_to};
+use crate::context::Tags;
 use crate::context::{self, SpanContext};
 use crate::delivery::{Channel, Push};
 use crate::error::EmitError;
 use crate::event::Event;
 use crate::handler;
-use crate::record::{Record, RecordRef, Tags};
+use crate::record::{Record, RecordRef};
 
 impl Dispatcher {
     /// Starts emitting `event`: `.await` it to wait for room in lossless channels, or call

@@ -10,9 +10,10 @@ use serde_json::Value;
 use super::route::{LIVE, SHUT, push_past_cap_to};
 use super::{Dispatcher, lock};
 use crate::context::SpanContext;
+use crate::context::Tags;
 use crate::delivery::{Channel, Push};
 use crate::events::SpanDropEvent;
-use crate::record::{DropReason, Payload, Record, RecordRef, SpanDrop, SpanEnter, SpanExit, Tags};
+use crate::record::{DropReason, Payload, Record, RecordRef, SpanDrop, SpanEnter, SpanExit};
 
 impl Dispatcher {
     fn new_record<P: Payload>(

@@ -4,12 +4,13 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::context::Tags;
 use crate::error::OutputError;
 use crate::handler::Handler;
 use crate::handlers::output::OutputStatus;
 use crate::handlers::tree::{Forest, Item, SpanKey};
 use crate::id::{SpanId, TraceId};
-use crate::record::{DropReason, Record, RecordKind, Tags};
+use crate::record::{DropReason, Record, RecordKind};
 
 /// Limits and title of an [`HtmlReport`].
 ///

@@ -7,6 +7,7 @@
 //! | [`JsonlHandler`] | every record as one JSON object per line |
 //! | [`HtmlReport`] | a self-contained waterfall page of every trace |
 
+mod closed;
 mod html;
 mod jsonl;
 mod null;
@@ -14,9 +15,10 @@ mod output;
 mod simple;
 pub mod tree;
 
+pub use closed::{ClosedSpan, SpanOutcome};
 pub use html::{HtmlReport, HtmlReportOptions};
 pub use jsonl::JsonlHandler;
 pub use null::{NullEventHandler, NullSpanHandler};
 pub use output::OutputStatus;
-pub use simple::{ClosedSpan, DEFAULT_RETENTION, OpenSimpleSpan, SimpleSpanHandler, SpanOutcome};
+pub use simple::{DEFAULT_RETENTION, OpenSimpleSpan, SimpleSpanHandler};
 pub use tree::{TraceTree, TraceTrees, TreeNode};

@@ -1,13 +1,13 @@
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::handler::SpanHandler;
+use crate::handlers::closed::{ClosedSpan, SpanOutcome};
 use crate::handlers::tree::TraceTrees;
-use crate::id::{SpanId, TraceId};
-use crate::record::{DropReason, Record, SpanDrop, SpanEnter};
+use crate::id::TraceId;
+use crate::record::{Record, SpanDrop, SpanEnter};
 
 /// How many closed spans a [`SimpleSpanHandler`] keeps unless told otherwise.
 ///
@@ -67,63 +67,6 @@ struct Store {
 impl Default for SimpleSpanHandler {
     fn default() -> Self {
         Self::with_capacity(DEFAULT_RETENTION)
-    }
-}
-
-/// A span that has ended, as recorded by [`SimpleSpanHandler`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClosedSpan {
-    /// The span's id.
-    pub id: SpanId,
-    /// Its parent, if any.
-    pub parent: Option<SpanId>,
-    /// Its trace.
-    pub trace_id: Option<TraceId>,
-    /// Its name.
-    pub name: Cow<'static, str>,
-    /// The dispatcher it was entered on.
-    pub dispatcher: &'static str,
-    /// When it was entered.
-    pub start: DateTime<Utc>,
-    /// When it ended.
-    pub end: DateTime<Utc>,
-    /// How it ended.
-    pub outcome: SpanOutcome,
-}
-
-impl ClosedSpan {
-    /// `end - start`.
-    pub fn duration(&self) -> TimeDelta {
-        self.end - self.start
-    }
-}
-
-/// How a span ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SpanOutcome {
-    /// It exited normally.
-    Exited,
-    /// It was dropped.
-    Dropped {
-        /// Why.
-        reason: DropReason,
-        /// The error or panic text.
-        message: String,
-    },
-}
-
-impl SpanOutcome {
-    /// Whether the span exited normally.
-    pub fn is_ok(&self) -> bool {
-        matches!(self, SpanOutcome::Exited)
-    }
-
-    /// The drop reason, if the span was dropped.
-    pub fn drop_reason(&self) -> Option<DropReason> {
-        match self {
-            SpanOutcome::Exited => None,
-            SpanOutcome::Dropped { reason, .. } => Some(*reason),
-        }
     }
 }
 

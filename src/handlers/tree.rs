@@ -68,7 +68,7 @@ use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::handlers::simple::{ClosedSpan, SpanOutcome};
+use crate::handlers::closed::{ClosedSpan, SpanOutcome};
 use crate::id::{SpanId, TraceId};
 
 // ---- the forest, shared with the HTML report ----------------------------------------------

@@ -89,10 +89,11 @@ use tokio::time::Instant;
 
 use super::openinference::{OpenInference, SPAN_KIND};
 use crate::context::SpanContext;
+use crate::context::Tags;
 use crate::error::OtlpError;
 use crate::handler::Handler;
 use crate::id::SpanId;
-use crate::record::{DropReason, Record, RecordKind, Tags};
+use crate::record::{DropReason, Record, RecordKind};
 
 /// The environment variable with the base URL of an OTLP endpoint (`/v1/traces` is appended).
 pub const ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
