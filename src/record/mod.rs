@@ -8,25 +8,33 @@
 //! The JSON form ([`Record::to_json`]) uses llama-index's field names (`id_`, `timestamp`,
 //! `span_id`, `tags`, `class_name`, then the event's own fields), so Python tooling reads it
 //! unchanged.
+//!
+//! `mod.rs` has [`Record`] and its envelope; `payload.rs` what it carries (an event or a span
+//! signal); `shared.rs` the reference-counted block it lives in.
 
-use std::alloc::Layout;
 use std::any::TypeId;
-use std::borrow::Cow;
+
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ptr::NonNull;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::context::{SpanContext, Tags};
 use crate::error::SerializeError;
-use crate::event::{AnyEvent, Event};
+use crate::event::Event;
 use crate::id::{SpanId, TraceId};
+
+mod payload;
+mod shared;
+
+pub use payload::{DropReason, RecordKind, SpanDrop, SpanEnter, SpanExit};
+pub(crate) use payload::{EventPayload, Payload};
+pub(crate) use shared::{Lent, RecordRef};
 
 static NO_TAGS: Tags = BTreeMap::new();
 
@@ -46,8 +54,8 @@ pub struct Record(RecordBox<dyn Payload>);
 pub(crate) struct RecordBox<P: ?Sized> {
     id: Uuid,
     /// Nanoseconds since the Unix epoch, from the record clock (`crate::clock`: the CPU's
-    /// counter against a per-thread anchor on the system clock, a few nanoseconds where
-    /// `SystemTime::now` costs 25–35). Turned into a calendar date only when asked for.
+    /// counter, mapped to the system clock by one mapping every thread shares). Turned into a
+    /// calendar date only when asked for.
     timestamp: u64,
     span: PackedSpan,
     tags: Option<Arc<Tags>>,
@@ -87,279 +95,6 @@ impl PackedSpan {
     fn unpack(self) -> Option<SpanContext> {
         let trace = (u128::from(self.trace[0]) << 64) | u128::from(self.trace[1]);
         Some(SpanContext::new(TraceId::from_u128(trace)?, self.span_id?))
-    }
-}
-
-/// A counted reference to a record: what channels and handler batches hold.
-///
-/// It is `Arc<Record>` with the record's memory taken from the record pool (`crate::pool`)
-/// instead of the global allocator: a record is allocated on the emitting thread and freed on
-/// a handler's, and the pool turns that cross-thread free into a push onto a thread-local
-/// stack. (`Arc` cannot take another allocator on stable Rust.) The count and the record share
-/// one block, as in an `Arc`.
-pub(crate) struct RecordRef(NonNull<Shared<dyn Payload>>);
-
-/// The block behind a [`RecordRef`].
-struct Shared<P: ?Sized> {
-    count: AtomicUsize,
-    record: RecordBox<P>,
-}
-
-/// A reference count past this is a leak of `RecordRef`s, as in `Arc`: abort rather than
-/// overflow.
-const MAX_REFCOUNT: usize = isize::MAX as usize;
-
-// SAFETY: a `RecordRef` gives shared access (`&Record`) to a record that is `Send + Sync`
-// (every payload is), and its count is atomic; the last reference frees the record, which
-// takes only `Send`: the same reasoning as `Arc<Record>` being `Send + Sync`.
-unsafe impl Send for RecordRef {}
-// SAFETY: as above.
-unsafe impl Sync for RecordRef {}
-
-impl RecordRef {
-    #[inline]
-    fn new<P: Payload>(record: RecordBox<P>) -> RecordRef {
-        let layout = Layout::new::<Shared<P>>();
-        let block = crate::pool::alloc(layout).cast::<Shared<P>>();
-        // SAFETY: `block` is fresh memory for `layout`, the layout of `Shared<P>`.
-        unsafe {
-            block.as_ptr().write(Shared {
-                count: AtomicUsize::new(1),
-                record,
-            });
-        }
-        // Unsizes to the payload's trait object: same address, plus the vtable.
-        RecordRef(block)
-    }
-
-    #[inline]
-    fn shared(&self) -> &Shared<dyn Payload> {
-        // SAFETY: the block stays alive while this reference counts in it.
-        unsafe { self.0.as_ref() }
-    }
-
-    /// A pointer to the record that does not count as a reference (see [`Lent`]).
-    #[inline]
-    pub(crate) fn lend(&self) -> Lent {
-        Lent(self.0)
-    }
-}
-
-impl Clone for RecordRef {
-    #[inline]
-    fn clone(&self) -> Self {
-        // Relaxed, as in `Arc::clone`: the new reference is made from an existing one, which
-        // keeps the record alive; nothing else is published by the increment.
-        let old = self.shared().count.fetch_add(1, Ordering::Relaxed);
-        if old > MAX_REFCOUNT {
-            std::process::abort();
-        }
-        RecordRef(self.0)
-    }
-}
-
-impl Drop for RecordRef {
-    #[inline]
-    fn drop(&mut self) {
-        // Release, then Acquire before freeing, as in `Arc::drop`: every use of the record
-        // through another reference happens before it is dropped and freed here.
-        if self.shared().count.fetch_sub(1, Ordering::Release) != 1 {
-            return;
-        }
-        fence(Ordering::Acquire);
-        free(self.0);
-    }
-}
-
-/// Drops and frees the record in `block`, whose last reference is gone; kept out of line so
-/// that dropping a reference that is not the last stays small.
-#[inline(never)]
-fn free(block: NonNull<Shared<dyn Payload>>) {
-    // SAFETY: the last reference is gone, so nothing else can reach the block. The block was
-    // allocated by `pool::alloc` with `Layout::new::<Shared<P>>()`, which is what `for_value`
-    // computes from the vtable (read before the value is dropped).
-    unsafe {
-        let layout = Layout::for_value(block.as_ref());
-        std::ptr::drop_in_place(block.as_ptr());
-        crate::pool::dealloc(block.cast::<u8>(), layout);
-    }
-}
-
-impl std::ops::Deref for RecordRef {
-    type Target = Record;
-
-    #[inline]
-    fn deref(&self) -> &Record {
-        let record: &RecordBox<dyn Payload> = &self.shared().record;
-        // SAFETY: `Record` is `#[repr(transparent)]` over `RecordBox<dyn Payload>`: the same
-        // layout and the same pointer metadata (the payload's vtable), so the cast keeps both
-        // the address and the metadata (std's `Path` over `OsStr` is the same pattern).
-        unsafe { &*(record as *const RecordBox<dyn Payload> as *const Record) }
-    }
-}
-
-impl fmt::Debug for RecordRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-/// A record lent by whoever holds a [`RecordRef`] to it, without counting a reference: the
-/// channel lends the records of its queue to a lossless reader (see `crate::channel`).
-#[derive(Clone, Copy)]
-pub(crate) struct Lent(NonNull<Shared<dyn Payload>>);
-
-impl Lent {
-    /// The record.
-    ///
-    /// # Safety
-    ///
-    /// A [`RecordRef`] to the record must stay alive for as long as the returned reference
-    /// is used.
-    #[inline]
-    pub(crate) unsafe fn get<'a>(self) -> &'a Record {
-        // SAFETY: the caller keeps a counted reference alive meanwhile; `Deref` of that
-        // reference would return this same borrow.
-        unsafe {
-            let record: &'a RecordBox<dyn Payload> = &(*self.0.as_ptr()).record;
-            &*(record as *const RecordBox<dyn Payload> as *const Record)
-        }
-    }
-
-    /// A counted reference of its own to the record.
-    ///
-    /// # Safety
-    ///
-    /// As for [`get`](Self::get): a [`RecordRef`] to the record must be alive during the call.
-    #[cfg(all(loom, test))]
-    pub(crate) unsafe fn to_counted(self) -> RecordRef {
-        let lender = std::mem::ManuallyDrop::new(RecordRef(self.0));
-        (*lender).clone()
-    }
-}
-
-/// What a record can carry: an event (wrapped in [`EventPayload`]) or a span signal.
-///
-/// # Safety
-///
-/// [`event_type`](Self::event_type) must answer `Some(TypeId::of::<E>())` only for a payload
-/// that is an `EventPayload<E>` (`#[repr(transparent)]` over `E`): [`Record::event`] casts the
-/// payload to `E` on that answer alone.
-pub(crate) unsafe trait Payload: Send + Sync + 'static {
-    fn kind(&self) -> RecordKind<'_>;
-    /// The event's type, for an event; `None` for a span signal. Answered in one call, without
-    /// building a [`RecordKind`]: handlers ask it of every record they get (the
-    /// `EventHandler` adapter, and [`Record::event`]).
-    fn event_type(&self) -> Option<TypeId> {
-        None
-    }
-}
-
-/// An event stored inline in a record.
-#[repr(transparent)]
-pub(crate) struct EventPayload<E>(pub(crate) E);
-
-// SAFETY: answers its own event type, and is `#[repr(transparent)]` over `E`.
-unsafe impl<E: Event> Payload for EventPayload<E> {
-    #[inline]
-    fn kind(&self) -> RecordKind<'_> {
-        RecordKind::Event(&self.0)
-    }
-
-    #[inline]
-    fn event_type(&self) -> Option<TypeId> {
-        Some(TypeId::of::<E>())
-    }
-}
-
-// SAFETY: a span signal answers no event type (the default `None`).
-unsafe impl Payload for SpanEnter {
-    fn kind(&self) -> RecordKind<'_> {
-        RecordKind::SpanEnter(self)
-    }
-}
-
-// SAFETY: a span signal answers no event type (the default `None`).
-unsafe impl Payload for SpanExit {
-    fn kind(&self) -> RecordKind<'_> {
-        RecordKind::SpanExit(self)
-    }
-}
-
-// SAFETY: a span signal answers no event type (the default `None`).
-unsafe impl Payload for SpanDrop {
-    fn kind(&self) -> RecordKind<'_> {
-        RecordKind::SpanDrop(self)
-    }
-}
-
-/// What a [`Record`] carries, borrowed from it ([`Record::kind`]).
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub enum RecordKind<'a> {
-    /// A user or catalog event.
-    Event(&'a dyn AnyEvent),
-    /// A span was entered.
-    SpanEnter(&'a SpanEnter),
-    /// A span ended normally.
-    SpanExit(&'a SpanExit),
-    /// A span ended abnormally: an error, a panic, a cancellation, or shutdown.
-    SpanDrop(&'a SpanDrop),
-}
-
-/// A span was entered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SpanEnter {
-    /// The span's id.
-    pub id: SpanId,
-    /// The enclosing span, if any.
-    pub parent: Option<SpanId>,
-    /// The span's name, such as `Retriever::retrieve`.
-    pub name: Cow<'static, str>,
-    /// Captured arguments, if any.
-    pub args: Option<Value>,
-}
-
-/// A span ended normally.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SpanExit {
-    /// The span's id.
-    pub id: SpanId,
-}
-
-/// A span ended abnormally.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SpanDrop {
-    /// The span's id.
-    pub id: SpanId,
-    /// Why it ended.
-    pub reason: DropReason,
-    /// The error or panic text; empty for cancellations.
-    pub message: String,
-}
-
-/// Why a span was dropped instead of exited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum DropReason {
-    /// The instrumented code returned an `Err`, or the span was dropped by hand with an error.
-    Error,
-    /// The instrumented code panicked.
-    Panic,
-    /// The instrumented future was dropped before it completed.
-    Cancelled,
-    /// The dispatcher shut down while the span was open.
-    Shutdown,
-}
-
-impl fmt::Display for DropReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DropReason::Error => "error",
-            DropReason::Panic => "panic",
-            DropReason::Cancelled => "cancelled",
-            DropReason::Shutdown => "shutdown",
-        })
     }
 }
 
