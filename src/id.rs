@@ -1,9 +1,10 @@
 //! Identifiers: span ids, trace ids and record ids.
 //!
 //! Span and trace ids have the sizes of W3C Trace Context and OpenTelemetry (8 and 16 bytes), so
-//! they map onto OTLP without translation. They are drawn from a per-thread `wyrand` generator
-//! seeded from the operating system's randomness (through `uuid`'s v4 generator): ids must be
-//! unique, not unpredictable, and this costs about a nanosecond instead of a system call.
+//! they map onto OTLP without translation. They are drawn from a per-thread generator
+//! (`fastrand`) seeded from the operating system's randomness (through `uuid`'s v4 generator):
+//! ids must be unique, not unpredictable, and this costs about a nanosecond instead of a system
+//! call. Record ids are version-7 UUIDs: time-ordered, see [`record_uuid`].
 
 use std::cell::Cell;
 use std::fmt;
@@ -12,10 +13,12 @@ use std::num::{NonZeroU64, NonZeroU128};
 use uuid::Uuid;
 
 thread_local! {
+    /// This thread's generator state; zero until its first use seeds it.
     static RNG: Cell<u64> = const { Cell::new(0) };
 }
 
-/// The next 64 random bits of this thread's generator.
+/// The next 64 random bits of this thread's generator (`fastrand`'s wyrand, its state kept
+/// here so that the first use on a thread is seeded from the operating system).
 #[inline]
 pub(crate) fn random_u64() -> u64 {
     RNG.with(|state| {
@@ -23,11 +26,10 @@ pub(crate) fn random_u64() -> u64 {
         if s == 0 {
             s = seed();
         }
-        // wyrand: https://github.com/wangyi-fudan/wyhash
-        s = s.wrapping_add(0xa076_1d64_78bd_642f);
-        state.set(s);
-        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
-        ((t >> 64) as u64) ^ (t as u64)
+        let mut rng = fastrand::Rng::with_seed(s);
+        let value = rng.u64(..);
+        state.set(rng.get_seed());
+        value
     })
 }
 
@@ -37,100 +39,66 @@ fn seed() -> u64 {
     (Uuid::new_v4().as_u128() as u64) | 1
 }
 
-/// A map keyed by span id. Span ids are already uniformly random 64-bit values, so the key is
-/// mixed with one multiply and a per-process random seed instead of SipHash (which cost more
-/// than the rest of a span's bookkeeping); the seed keeps ids taken from outside (a
+/// A map keyed by span id, hashed with `foldhash` (seeded per map) rather than SipHash, which
+/// cost more than the rest of a span's bookkeeping; the seed keeps ids taken from outside (a
 /// `traceparent`) from being chosen to collide.
-pub(crate) type SpanIdMap<V> = std::collections::HashMap<SpanId, V, SpanIdHasherBuilder>;
+pub(crate) type SpanIdMap<V> = std::collections::HashMap<SpanId, V, foldhash::fast::RandomState>;
 
-/// Builds [`SpanIdHasher`]s with the process's seed.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct SpanIdHasherBuilder;
-
-/// See [`SpanIdMap`].
-pub(crate) struct SpanIdHasher(u64);
-
-fn process_seed() -> u64 {
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *SEED.get_or_init(|| (Uuid::new_v4().as_u128() as u64) | 1)
-}
-
-impl std::hash::BuildHasher for SpanIdHasherBuilder {
-    type Hasher = SpanIdHasher;
-
-    fn build_hasher(&self) -> SpanIdHasher {
-        SpanIdHasher(process_seed())
-    }
-}
-
-impl std::hash::Hasher for SpanIdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Not used by `SpanId` (it hashes one u64); kept correct for any other key.
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        let t = u128::from(self.0 ^ value) * 0x9e37_79b9_7f4a_7c15;
-        self.0 = ((t >> 64) as u64) ^ (t as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// Per-thread state of [`record_uuid`]: the upper half of the current id block (version bits
-/// set), the lower half's starting point, and how many ids the block has handed out.
+/// Per-thread state of [`record_uuid`]: 42 random bits drawn with the block, and the counter.
 #[derive(Clone, Copy)]
 struct IdBlock {
-    hi: u64,
-    lo: u64,
-    used: u64,
+    random: u64,
+    counter: u64,
 }
 
 thread_local! {
-    static ID_BLOCK: Cell<IdBlock> = const { Cell::new(IdBlock { hi: 0, lo: 0, used: BLOCK_IDS }) };
+    static ID_BLOCK: Cell<IdBlock> = const { Cell::new(IdBlock { random: 0, counter: COUNTER_END }) };
 }
 
-/// Ids handed out from one block before a fresh random block is drawn.
-const BLOCK_IDS: u64 = 1 << 32;
-/// The 62 bits of the lower half that are not the RFC 4122 variant bits.
-const LO_MASK: u64 = (1 << 62) - 1;
+/// A block's counter runs up to this, from a random start below half of it.
+const COUNTER_END: u64 = 1 << 32;
+/// The random bits below the counter.
+const RANDOM_BITS: u32 = 42;
 
-/// A record id: a valid version-4 (random) UUID, made from a per-thread random block and a
-/// counter instead of 122 fresh random bits per id.
+/// A record id: a version-7 UUID (RFC 9562), ordered by time.
 ///
-/// Each thread draws a block from the operating system's randomness (`Uuid::new_v4`): 60
-/// random bits in the upper half (the other 4 are the version) and a random 62-bit starting
-/// point in the lower half (the other 2 are the variant). Ids in a block are the starting point
-/// plus 0, 1, 2, ... (modulo 2^62) in the lower half, and a block is replaced after 2^32 ids, so
-/// a block's ids are distinct from each other.
+/// The 48-bit millisecond field is the record's own timestamp (so the id says when the record
+/// was made, to the millisecond, and costs no second clock read). The 74 bits the RFC leaves
+/// to the implementation are a 32-bit counter (its method 1, "fixed bit-length dedicated
+/// counter") above 42 random bits; both are per thread. Each thread draws a block from the
+/// operating system's randomness: the 42 random bits and a counter start below 2^31. The
+/// counter counts up to 2^32, then a new block is drawn. So one thread's ids strictly increase
+/// (the record clock never goes backwards, and a block lasts at least 2^31 ids, far more than
+/// one millisecond holds).
 ///
-/// Why ids stay unique across threads and processes: two blocks can only share an id if their
-/// random upper halves are equal (probability 2^-60) and their runs of at most 2^32 consecutive
-/// lower halves, each starting at a uniformly random point of a 2^62 cycle, overlap
-/// (probability at most 2·2^32/2^62 = 2^-29). So a given pair of blocks collides with
-/// probability at most 2^-89, and among B blocks ever drawn (by every thread of every process)
-/// with probability at most B²/2 · 2^-89: for a billion blocks (2^30, each up to four billion
-/// ids) that is below 2^-30. Fully random v4 UUIDs give about 2^-43 for 2^40 ids in total, the
-/// same order; the counter costs an add instead of two generator steps.
-///
-/// Always inlined into the record's construction (as a call it cost ~13 instructions of its
-/// ~31 per record, callgrind W1).
+/// Why ids stay unique across threads and processes: two threads' ids can only be equal if
+/// they were made in the same millisecond, with equal 42 random bits (probability 2^-42 per
+/// pair of blocks) and equal counters, which start at independent random points of a range of
+/// 2^31: a thread making n ids in that millisecond overlaps another's run with probability
+/// about 2n/2^31. For a million threads alive at once, each making a million ids per second,
+/// that is below one collision in 10^6 years.
 #[inline(always)]
-pub(crate) fn record_uuid() -> Uuid {
+pub(crate) fn record_uuid(timestamp_nanos: u64) -> Uuid {
     ID_BLOCK.with(|cell| {
         let mut block = cell.get();
-        if block.used == BLOCK_IDS {
+        if block.counter == COUNTER_END {
             let (hi, lo) = Uuid::new_v4().as_u64_pair();
-            block = IdBlock { hi, lo, used: 0 };
+            block = IdBlock {
+                random: lo & ((1 << RANDOM_BITS) - 1),
+                counter: hi & ((1 << 31) - 1),
+            };
         }
-        let lo = (block.lo & !LO_MASK) | (block.lo.wrapping_add(block.used) & LO_MASK);
-        block.used += 1;
+        let bits = (u128::from(block.counter) << RANDOM_BITS) | u128::from(block.random);
+        block.counter += 1;
         cell.set(block);
-        Uuid::from_u64_pair(block.hi, lo)
+        // 74 bits as the builder takes them: the top 12 as `rand_a` (bytes 0-1), the low 62
+        // as `rand_b` (bytes 2-9); it sets the version and variant bits around them.
+        let rand_a = ((bits >> 62) as u16).to_be_bytes();
+        let rand_b = ((bits as u64) & ((1 << 62) - 1)).to_be_bytes();
+        let mut bytes = [0u8; 10];
+        bytes[..2].copy_from_slice(&rand_a);
+        bytes[2..].copy_from_slice(&rand_b);
+        uuid::Builder::from_unix_timestamp_millis(timestamp_nanos / 1_000_000, &bytes).into_uuid()
     })
 }
 
@@ -292,8 +260,9 @@ mod tests {
             assert_eq!(map.remove(id), Some(i));
         }
         // Sequential ids (say, chosen from outside) still land in distinct top-7-bit groups.
+        let hasher = map.hasher();
         let tops: std::collections::HashSet<u64> = (1..=1000u64)
-            .map(|v| SpanIdHasherBuilder.hash_one(SpanId::from_u64(v).unwrap()) >> 57)
+            .map(|v| hasher.hash_one(SpanId::from_u64(v).unwrap()) >> 57)
             .collect();
         assert!(
             tops.len() > 64,
@@ -302,53 +271,125 @@ mod tests {
         );
     }
 
+    /// Record ids as the record clock would stamp them now.
+    fn ids(n: usize) -> Vec<Uuid> {
+        (0..n)
+            .map(|_| record_uuid(crate::clock::now_nanos()))
+            .collect()
+    }
+
     #[test]
-    fn record_uuids_are_version_4_and_distinct_across_threads() {
-        let per_thread: Vec<Vec<Uuid>> = (0..4)
-            .map(|_| std::thread::spawn(|| (0..10_000).map(|_| record_uuid()).collect()))
+    fn record_ids_are_version_7_distinct_across_threads_and_increase_within_each() {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let per_thread: Vec<Vec<Uuid>> = (0..8)
+            .map(|_| std::thread::spawn(|| ids(50_000)))
             .collect::<Vec<_>>()
             .into_iter()
             .map(|t| t.join().unwrap())
             .collect();
+        let after = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
         let mut all = std::collections::HashSet::new();
         for ids in &per_thread {
+            for pair in ids.windows(2) {
+                assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
+            }
             for id in ids {
-                assert_eq!(id.get_version(), Some(uuid::Version::Random), "{id}");
+                assert_eq!(id.get_version(), Some(uuid::Version::SortRand), "{id}");
                 assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
+                let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
+                let ms = secs * 1000 + u64::from(nanos) / 1_000_000;
+                // The record clock follows the system clock to well within a millisecond.
+                assert!(
+                    ms + 1 >= before && ms <= after + 1,
+                    "{id}: {ms} not in {before}..={after}"
+                );
                 assert!(all.insert(*id), "duplicate {id}");
             }
         }
-        // Threads draw different blocks: their upper halves differ.
-        let his: std::collections::HashSet<u64> = per_thread
-            .iter()
-            .map(|ids| ids[0].as_u64_pair().0)
-            .collect();
-        assert_eq!(his.len(), 4);
+        println!(
+            "{} record ids from 8 threads, all distinct and in order",
+            all.len()
+        );
     }
 
     #[test]
-    fn a_record_uuid_block_stays_valid_across_the_wrap_of_its_lower_half() {
+    fn a_record_id_block_is_redrawn_when_its_counter_runs_out() {
         ID_BLOCK.with(|cell| {
             cell.set(IdBlock {
-                hi: 0x0123_4567_89ab_4def,
-                lo: 0x8000_0000_0000_0000 | (LO_MASK - 1),
-                used: 0,
+                random: 0x2aa_aaaa_aaaa,
+                counter: COUNTER_END - 2,
             })
         });
-        let ids: Vec<Uuid> = (0..4).map(|_| record_uuid()).collect();
-        let los: Vec<u64> = ids.iter().map(|id| id.as_u64_pair().1).collect();
+        let ids = ids(4);
+        // The 74 bits after the timestamp: 12 of `rand_a`, then 62 of `rand_b`.
+        let bits = |id: &Uuid| {
+            let (hi, lo) = id.as_u64_pair();
+            (u128::from(hi & 0xfff) << 62) | u128::from(lo & ((1 << 62) - 1))
+        };
+        let counter = |id: &Uuid| (bits(id) >> RANDOM_BITS) as u64;
         assert_eq!(
-            los,
-            [
-                0xbfff_ffff_ffff_fffe,
-                0xbfff_ffff_ffff_ffff,
-                0x8000_0000_0000_0000,
-                0x8000_0000_0000_0001
-            ]
+            ids[0].as_u64_pair().1 & ((1 << RANDOM_BITS) - 1),
+            0x2aa_aaaa_aaaa
         );
+        assert!(ids[0] < ids[1]);
+        assert!(
+            counter(&ids[2]) < 1 << 31,
+            "the new block starts its counter below 2^31"
+        );
+        assert_eq!(counter(&ids[3]), counter(&ids[2]) + 1);
         for id in ids {
-            assert_eq!(id.get_version_num(), 4);
+            assert_eq!(id.get_version_num(), 7);
             assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
         }
+    }
+
+    /// Run by the next test in child processes: prints record ids, one per line.
+    #[test]
+    #[ignore = "a child process of record_ids_are_distinct_across_processes"]
+    fn print_record_ids_for_a_parent_process() {
+        if std::env::var_os("SPANBUS_PRINT_RECORD_IDS").is_some() {
+            for id in ids(20_000) {
+                println!("record-id {id}");
+            }
+        }
+    }
+
+    #[test]
+    fn record_ids_are_distinct_across_processes() {
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["--ignored", "--exact", "--nocapture", "--test-threads=1"])
+                    .arg("id::tests::print_record_ids_for_a_parent_process")
+                    .env("SPANBUS_PRINT_RECORD_IDS", "1")
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut all: std::collections::HashSet<Uuid> = ids(20_000).into_iter().collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success());
+            let text = String::from_utf8(out.stdout).unwrap();
+            let mut n = 0;
+            // The first id shares its line with the test harness's "test ... " prefix.
+            for line in text
+                .lines()
+                .filter_map(|l| Some(l.rsplit_once("record-id ")?.1))
+            {
+                assert!(all.insert(line.parse().unwrap()), "duplicate {line}");
+                n += 1;
+            }
+            assert_eq!(n, 20_000, "the child printed every id");
+        }
+        println!("{} record ids from 5 processes, all distinct", all.len());
     }
 }

@@ -81,8 +81,14 @@ async fn event_records_have_llama_index_keys_and_the_events_own_fields() {
     assert_eq!(span_id.len(), 16);
     assert!(span_id.bytes().all(|b| b.is_ascii_hexdigit()));
     let id = uuid::Uuid::parse_str(event["id_"].as_str().unwrap()).unwrap();
-    assert_eq!(id.get_version_num(), 4);
+    assert_eq!(id.get_version_num(), 7, "record ids are time-ordered UUIDs");
     let ts = chrono::DateTime::parse_from_rfc3339(event["timestamp"].as_str().unwrap()).unwrap();
+    let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
+    assert_eq!(
+        (secs as i64, nanos / 1_000_000),
+        (ts.timestamp(), ts.timestamp_subsec_millis()),
+        "the id carries the record's own timestamp, to the millisecond"
+    );
     // Record timestamps agree with the system clock to within a millisecond (the documented
     // bound of the cycle-counter clock), and JSON keeps microseconds.
     let slack = chrono::Duration::milliseconds(1);

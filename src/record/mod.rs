@@ -108,9 +108,10 @@ impl Record {
         dispatcher: &'static &'static str,
         payload: P,
     ) -> RecordRef {
+        let timestamp = crate::clock::now_nanos();
         RecordRef::new(RecordBox {
-            id: crate::id::record_uuid(),
-            timestamp: crate::clock::now_nanos(),
+            id: crate::id::record_uuid(timestamp),
+            timestamp,
             span: PackedSpan::pack(span),
             tags,
             dispatcher,
@@ -384,7 +385,7 @@ mod tests {
         // 8 bytes of count + 64 of envelope + a 56-byte event = 128 bytes.
         assert_eq!(std::mem::size_of::<RecordBox<()>>(), 64);
         assert_eq!(std::mem::align_of::<RecordBox<()>>(), 8);
-        assert_eq!(std::mem::size_of::<Shared<[u64; 7]>>(), 128);
+        assert_eq!(std::mem::size_of::<shared::Shared<[u64; 7]>>(), 128);
     }
 
     #[test]
