@@ -24,8 +24,10 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use futures::FutureExt;
 
@@ -304,6 +306,11 @@ pub(crate) struct Counters {
     first_panic: Mutex<Option<String>>,
 }
 
+// No user code runs while its locks are held, so a panic cannot leave their data half-changed:
+// as unwind-safe as with `std::sync::Mutex` (which poisons instead).
+impl std::panic::UnwindSafe for Counters {}
+impl std::panic::RefUnwindSafe for Counters {}
+
 impl Counters {
     pub(crate) fn snapshot(&self, name: &str) -> HandlerStats {
         HandlerStats {
@@ -312,17 +319,13 @@ impl Counters {
             dropped: self.dropped.load(Ordering::Acquire),
             panicked: self.panicked.load(Ordering::Acquire),
             lost: 0,
-            first_panic: self
-                .first_panic
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            first_panic: self.first_panic.lock().clone(),
         }
     }
 
     fn record_panic(&self, payload: &(dyn std::any::Any + Send)) {
         self.panicked.fetch_add(1, Ordering::AcqRel);
-        let mut first = self.first_panic.lock().unwrap_or_else(|e| e.into_inner());
+        let mut first = self.first_panic.lock();
         if first.is_none() {
             *first = Some(panic_message(payload));
         }

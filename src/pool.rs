@@ -127,9 +127,9 @@ fn global_alloc(layout: Layout) -> NonNull<u8> {
 
 #[cfg(not(loom))]
 mod imp {
+    use parking_lot::Mutex;
     use std::cell::RefCell;
     use std::ptr::NonNull;
-    use std::sync::Mutex;
 
     use super::{CLASSES, MAGAZINE, MAX_DEPOT, block_layout};
 
@@ -202,12 +202,12 @@ mod imp {
     }
 
     fn from_depot(class: usize) -> Option<Vec<Block>> {
-        DEPOT[class].lock().unwrap_or_else(|e| e.into_inner()).pop()
+        DEPOT[class].lock().pop()
     }
 
     fn to_depot(class: usize, magazine: Vec<Block>) {
         let magazine = {
-            let mut depot = DEPOT[class].lock().unwrap_or_else(|e| e.into_inner());
+            let mut depot = DEPOT[class].lock();
             if depot.len() < MAX_DEPOT {
                 depot.push(magazine);
                 return;

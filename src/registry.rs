@@ -30,7 +30,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use crate::dispatcher::ShutdownReport;
@@ -52,6 +54,11 @@ struct Inner {
     /// Set (under `by_name`) when shutdown begins: dispatchers created later are born shut down.
     shut_down: AtomicBool,
 }
+
+// No user code runs while its locks are held, so a panic cannot leave their data half-changed:
+// as unwind-safe as with `std::sync::Mutex` (which poisons instead).
+impl std::panic::UnwindSafe for Inner {}
+impl std::panic::RefUnwindSafe for Inner {}
 
 impl Default for Registry {
     fn default() -> Self {
@@ -90,7 +97,7 @@ impl Registry {
         if name == ROOT {
             return Ok(self.root());
         }
-        let mut by_name = self.0.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        let mut by_name = self.0.by_name.lock();
         if let Some(d) = by_name.get(name) {
             return Ok(d.clone());
         }
@@ -123,7 +130,7 @@ impl Registry {
 
     /// Every dispatcher in the registry, the root first.
     pub fn dispatchers(&self) -> Vec<Dispatcher> {
-        let by_name = self.0.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        let by_name = self.0.by_name.lock();
         std::iter::once(self.root())
             .chain(by_name.values().cloned())
             .collect()
@@ -154,7 +161,7 @@ impl Registry {
     /// If the tokio runtime was built without the time driver.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         {
-            let _by_name = self.0.by_name.lock().unwrap_or_else(|e| e.into_inner());
+            let _by_name = self.0.by_name.lock();
             self.0.shut_down.store(true, Ordering::Release);
         }
         let all = self.dispatchers();

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::task::JoinHandle;
 
-use super::{Dispatcher, lock};
+use super::Dispatcher;
 use crate::delivery::{Channel, ReaderId, Receiver, topology_changed};
 use crate::error::HandlerError;
 use crate::handler::{
@@ -126,7 +126,7 @@ impl Dispatcher {
         let shut_down = || HandlerError::ShutDown {
             dispatcher: self.name().to_owned(),
         };
-        let mut hub = lock(&self.0.hub);
+        let mut hub = self.0.hub.lock();
         if self.is_shut_down() {
             return Err(shut_down());
         }
@@ -160,7 +160,7 @@ impl Dispatcher {
     /// [`flush`](Self::flush) first to have them handled. Returns `false` if no handler with
     /// that id is attached here.
     pub fn remove_handler(&self, id: HandlerId) -> bool {
-        let mut hub = lock(&self.0.hub);
+        let mut hub = self.0.hub.lock();
         let Some(pos) = hub.handlers.iter().position(|h| h.id == id) else {
             return false;
         };
@@ -176,7 +176,7 @@ impl Dispatcher {
     /// The counters of each handler attached here. After shutdown the handlers are detached:
     /// their final counters are in the [`ShutdownReport`].
     pub fn handler_stats(&self) -> Vec<(HandlerId, HandlerStats)> {
-        let hub = lock(&self.0.hub);
+        let hub = self.0.hub.lock();
         hub.handlers
             .iter()
             .map(|h| (h.id, h.stats(hub.channel.as_deref())))

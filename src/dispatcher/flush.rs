@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Dispatcher, lock};
+use super::Dispatcher;
 use crate::delivery::Channel;
 use crate::handler;
 
@@ -30,7 +30,7 @@ impl Dispatcher {
 
     /// The channel of this dispatcher's own handlers, if it has any.
     pub(crate) fn own_channel(&self) -> Option<Arc<Channel>> {
-        lock(&self.0.hub).channel.clone()
+        self.0.hub.lock().channel.clone()
     }
 }
 

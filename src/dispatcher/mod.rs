@@ -64,8 +64,10 @@
 //! # }
 //! ```
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use parking_lot::{Mutex, RwLock};
 
 use arc_swap::ArcSwap;
 
@@ -125,6 +127,11 @@ struct Inner {
     report: Mutex<Option<SharedReport>>,
 }
 
+// No user code runs while its locks are held, so a panic cannot leave their data half-changed:
+// as unwind-safe as with `std::sync::Mutex` (which poisons instead).
+impl std::panic::UnwindSafe for Inner {}
+impl std::panic::RefUnwindSafe for Inner {}
+
 /// The dispatcher's own handlers and the channel they read.
 #[derive(Default)]
 struct Hub {
@@ -136,7 +143,7 @@ impl Drop for Inner {
     /// The last handle is gone, so nothing can emit here any more: close the channel, so that
     /// the handler tasks drain it, run their handlers' `flush` and `close`, and end.
     fn drop(&mut self) {
-        let hub = self.hub.get_mut().unwrap_or_else(|e| e.into_inner());
+        let hub = self.hub.get_mut();
         if let Some(channel) = hub.channel.take() {
             channel.close();
         }
@@ -203,11 +210,11 @@ impl Dispatcher {
 
     /// The dispatcher records propagate to, if any.
     pub fn parent(&self) -> Option<Dispatcher> {
-        read(&self.0.parent).clone()
+        self.0.parent.read().clone()
     }
 
     pub(crate) fn set_parent(&self, parent: Option<Dispatcher>) {
-        *write(&self.0.parent) = parent;
+        *self.0.parent.write() = parent;
         topology_changed();
     }
 
@@ -230,19 +237,3 @@ impl Dispatcher {
 
 /// Parent chains longer than this are treated as cut (a guard against a cycle).
 const MAX_DEPTH: usize = 1024;
-
-// ---- poison-tolerant locks ----------------------------------------------------------------
-// No user code runs while these locks are held, so a poisoned lock still guards consistent
-// data; recovering keeps one panic from cascading into every emitter.
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}

@@ -1,8 +1,8 @@
 //! Dispatcher names: validated, and interned for the life of the process.
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
-use super::lock;
+use parking_lot::Mutex;
+
 use crate::error::NameError;
 
 /// Checks a dispatcher name: non-empty dotted segments, no whitespace or control characters.
@@ -40,7 +40,7 @@ pub(crate) fn validate_name(name: &str) -> Result<(), NameError> {
 pub(crate) fn intern(name: &str) -> &'static &'static str {
     static NAMES: Mutex<BTreeMap<&'static str, &'static &'static str>> =
         Mutex::new(BTreeMap::new());
-    let mut names = lock(&NAMES);
+    let mut names = NAMES.lock();
     if let Some(&known) = names.get(name) {
         return known;
     }

@@ -2,13 +2,15 @@
 //! the spans still open when shutdown drops them.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use serde_json::Value;
 
+use super::Dispatcher;
 use super::route::{LIVE, SHUT, push_past_cap_to};
-use super::{Dispatcher, lock};
 use crate::context::SpanContext;
 use crate::context::Tags;
 use crate::delivery::{Channel, Push};
@@ -75,7 +77,7 @@ impl Dispatcher {
         if !self.push_span_record(record, Signal::Enter) {
             return None;
         }
-        let slot = open.insert(ctx, tags.clone());
+        let slot = open.insert((ctx, tags.clone()));
         Some(Tracked { shard, slot })
     }
 
@@ -84,7 +86,7 @@ impl Dispatcher {
         // The shard lock is held until the record is pushed, so shutdown (which drains the
         // shards before closing any channel) cannot close the channels in between.
         let mut open = self.0.open.lock(at.shard);
-        if open.remove(at.slot, ctx) {
+        if remove(&mut open, at.slot, ctx) {
             let exit = SpanExit { id: ctx.span_id() };
             self.push_span_record(self.new_record(Some(ctx), tags, exit), Signal::End);
         }
@@ -100,7 +102,7 @@ impl Dispatcher {
         message: String,
     ) {
         let mut open = self.0.open.lock(at.shard);
-        if open.remove(at.slot, ctx) {
+        if remove(&mut open, at.slot, ctx) {
             self.push_drop(ctx, tags, reason, message, None);
         }
     }
@@ -203,7 +205,7 @@ const SHARDS: usize = 16;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tracked {
     shard: usize,
-    slot: u32,
+    slot: usize,
 }
 
 /// Spans entered on a dispatcher and not yet ended, so shutdown can drop them.
@@ -223,56 +225,18 @@ pub(super) struct OpenSpans {
 #[repr(align(64))]
 struct Shard(Mutex<Slab>);
 
-/// A slab of open spans: entries are reused through a free list, so a span's slot index stays
-/// valid until the span ends.
-#[derive(Default)]
-struct Slab {
-    entries: Vec<Entry>,
-    /// The first free entry, or `NO_SLOT`.
-    free: u32,
-}
+/// The open spans of one shard, by slot: a slot stays valid until its span ends, and is
+/// reused after.
+type Slab = slab::Slab<(SpanContext, Option<Arc<Tags>>)>;
 
-const NO_SLOT: u32 = u32::MAX;
-
-enum Entry {
-    Open(SpanContext, Option<Arc<Tags>>),
-    /// Free; the next free entry, or `NO_SLOT`.
-    Free(u32),
-}
-
-impl Slab {
-    fn insert(&mut self, ctx: SpanContext, tags: Option<Arc<Tags>>) -> u32 {
-        let entry = Entry::Open(ctx, tags);
-        // `entries` starts empty with `free` zero: treat an index past the end as the end. (The
-        // free list only links free entries; an open one there would be appended past, too.)
-        match self.entries.get_mut(self.free as usize) {
-            Some(slot) if matches!(slot, Entry::Free(_)) => {
-                let at = self.free;
-                if let Entry::Free(next) = std::mem::replace(slot, entry) {
-                    self.free = next;
-                }
-                at
-            }
-            _ => {
-                let at = self.entries.len() as u32;
-                self.entries.push(entry);
-                self.free = NO_SLOT;
-                at
-            }
-        }
-    }
-
-    /// Removes the span at `slot` if it is still there; false if shutdown drained it.
-    fn remove(&mut self, slot: u32, ctx: SpanContext) -> bool {
-        // The entry must hold this very span: a slot is reused only after its span ended.
-        match self.entries.get_mut(slot as usize) {
-            Some(entry) if matches!(&*entry, Entry::Open(c, _) if *c == ctx) => {
-                *entry = Entry::Free(self.free);
-                self.free = slot;
-                true
-            }
-            _ => false,
-        }
+/// Removes the span at `slot` if it is still there; false if shutdown drained it. (The slot
+/// may hold another span by then: drained slots are reused.)
+fn remove(slab: &mut Slab, slot: usize, ctx: SpanContext) -> bool {
+    if slab.get(slot).is_some_and(|(c, _)| *c == ctx) {
+        slab.remove(slot);
+        true
+    } else {
+        false
     }
 }
 
@@ -299,7 +263,7 @@ impl OpenSpans {
     }
 
     fn lock(&self, shard: usize) -> MutexGuard<'_, Slab> {
-        lock(&self.shards[shard].0)
+        self.shards[shard].0.lock()
     }
 
     /// Takes every open span out. Called once shutdown has set its flag, so none is added
@@ -308,11 +272,11 @@ impl OpenSpans {
     pub(super) fn drain(&self) -> Vec<(SpanContext, Option<Arc<Tags>>)> {
         let mut open = Vec::new();
         for shard in &self.shards {
-            let entries = std::mem::take(&mut *lock(&shard.0)).entries;
-            open.extend(entries.into_iter().filter_map(|e| match e {
-                Entry::Open(ctx, tags) => Some((ctx, tags)),
-                Entry::Free(_) => None,
-            }));
+            open.extend(
+                std::mem::take(&mut *shard.0.lock())
+                    .into_iter()
+                    .map(|(_, span)| span),
+            );
         }
         open
     }
@@ -328,28 +292,18 @@ mod open_span_tests {
     }
 
     #[test]
-    fn a_slab_reuses_freed_slots_and_removes_each_span_once() {
+    fn a_span_is_removed_once_and_not_by_a_later_span_in_its_reused_slot() {
         let mut slab = Slab::default();
-        let (a, b, c) = (ctx(), ctx(), ctx());
-        let (sa, sb, sc) = (
-            slab.insert(a, None),
-            slab.insert(b, None),
-            slab.insert(c, None),
+        let (a, b) = (ctx(), ctx());
+        let sa = slab.insert((a, None));
+        assert!(remove(&mut slab, sa, a));
+        assert!(!remove(&mut slab, sa, a), "a span is removed once");
+        assert_eq!(slab.insert((b, None)), sa, "the freed slot is reused");
+        assert!(
+            !remove(&mut slab, sa, a),
+            "the old span's exit leaves the new span be"
         );
-        assert_eq!((sa, sb, sc), (0, 1, 2));
-        assert!(slab.remove(sb, b));
-        assert!(!slab.remove(sb, b), "a span is removed once");
-        let d = ctx();
-        assert_eq!(slab.insert(d, None), sb, "the freed slot is reused");
-        assert_eq!(slab.insert(ctx(), None), 3);
-        assert!(slab.remove(sa, a));
-        assert!(slab.remove(sc, c));
-        assert!(slab.remove(sb, d));
-        assert_eq!(
-            slab.insert(ctx(), None),
-            sb,
-            "the last freed slot comes first"
-        );
+        assert!(remove(&mut slab, sa, b));
     }
 
     #[test]
@@ -358,17 +312,17 @@ mod open_span_tests {
         let mut tracked = Vec::new();
         for shard in [0, 3, 3, SHARDS - 1] {
             let c = ctx();
-            tracked.push((shard, open.lock(shard).insert(c, None), c));
+            tracked.push((shard, open.lock(shard).insert((c, None)), c));
         }
         let (shard, slot, c) = tracked.pop().unwrap_or_else(|| unreachable!());
-        assert!(open.lock(shard).remove(slot, c));
+        assert!(remove(&mut open.lock(shard), slot, c));
         let mut drained: Vec<SpanId> = open.drain().into_iter().map(|(c, _)| c.span_id()).collect();
         let mut expected: Vec<SpanId> = tracked.iter().map(|t| t.2.span_id()).collect();
         drained.sort();
         expected.sort();
         assert_eq!(drained, expected);
         for (shard, slot, c) in tracked {
-            assert!(!open.lock(shard).remove(slot, c));
+            assert!(!remove(&mut open.lock(shard), slot, c));
         }
         assert!(open.drain().is_empty());
     }

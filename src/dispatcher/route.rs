@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 
-use super::{Dispatcher, MAX_DEPTH, lock};
+use super::{Dispatcher, MAX_DEPTH};
 use crate::delivery::{Channel, Push, topology};
 use crate::error::EmitError;
 use crate::handler;
@@ -37,7 +37,7 @@ impl Dispatcher {
 
     #[cold]
     fn refresh(&self, generation: u64) -> u64 {
-        let _refreshing = lock(&self.0.refreshing);
+        let _refreshing = self.0.refreshing.lock();
         let shut = self.is_shut_down();
         let channels = if shut {
             Vec::new()
@@ -61,7 +61,7 @@ impl Dispatcher {
         let mut node = Some(self.clone());
         let mut hops = 0;
         while let Some(d) = node {
-            if let Some(ch) = &lock(&d.0.hub).channel
+            if let Some(ch) = &d.0.hub.lock().channel
                 && ch.has_readers()
             {
                 channels.push(Arc::clone(ch));

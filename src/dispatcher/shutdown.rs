@@ -1,16 +1,17 @@
 //! Shutdown of one dispatcher, and what it reports.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use parking_lot::Mutex;
 
+use super::Dispatcher;
 use super::attach::Attached;
-use super::{Dispatcher, lock};
 use crate::delivery::{Channel, topology_changed};
 use crate::handler::{HandlerId, HandlerStats};
 use crate::record::DropReason;
@@ -65,7 +66,7 @@ impl Dispatcher {
         let deadline = now
             .checked_add(timeout)
             .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
-        let mut slot = lock(&self.0.report);
+        let mut slot = self.0.report.lock();
         if let Some(shared) = &*slot {
             return shared.clone();
         }
@@ -101,7 +102,7 @@ impl Dispatcher {
     /// `deadline` (see [`shutdown`](Self::shutdown)).
     fn finish_shutdown(&self, deadline: std::time::Instant) -> BoxFuture<'static, ShutdownReport> {
         let (channel, handlers) = {
-            let mut hub = lock(&self.0.hub);
+            let mut hub = self.0.hub.lock();
             (hub.channel.clone(), std::mem::take(&mut hub.handlers))
         };
         if let Some(ch) = &channel {
@@ -123,13 +124,13 @@ impl Dispatcher {
         let spawned = std::thread::Builder::new()
             .name("spanbus-shutdown".to_owned())
             .spawn(move || {
-                if let Some(closing) = lock(&taken).take() {
+                if let Some(closing) = taken.lock().take() {
                     let _ = tx.send(closing.wait_until(deadline));
                 }
             });
         if spawned.is_err() {
             // No thread to wait on (the process is out of them): do not wait at all.
-            if let Some(closing) = lock(&handed).take() {
+            if let Some(closing) = handed.lock().take() {
                 return Box::pin(std::future::ready(
                     closing.wait_until(std::time::Instant::now()),
                 ));

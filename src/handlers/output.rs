@@ -1,5 +1,7 @@
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 /// What a file-writing handler ([`JsonlHandler`](super::JsonlHandler),
 /// [`HtmlReport`](super::HtmlReport)) has done, readable while it runs in its task.
@@ -17,6 +19,11 @@ struct Inner {
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
+
+// No user code runs while its locks are held, so a panic cannot leave their data half-changed:
+// as unwind-safe as with `std::sync::Mutex` (which poisons instead).
+impl std::panic::UnwindSafe for Inner {}
+impl std::panic::RefUnwindSafe for Inner {}
 
 impl OutputStatus {
     /// Lines written (JSON Lines) or pages written (HTML report).
@@ -36,11 +43,7 @@ impl OutputStatus {
 
     /// The message of the last failed write, if any.
     pub fn last_error(&self) -> Option<String> {
-        self.0
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.0.last_error.lock().clone()
     }
 
     pub(crate) fn add_written(&self, n: u64) {
@@ -53,6 +56,6 @@ impl OutputStatus {
 
     pub(crate) fn add_failure(&self, message: String) {
         self.0.failed.fetch_add(1, Ordering::AcqRel);
-        *self.0.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+        *self.0.last_error.lock() = Some(message);
     }
 }

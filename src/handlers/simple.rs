@@ -1,5 +1,7 @@
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
@@ -57,6 +59,11 @@ pub struct SimpleSpanHandler {
     store: Arc<Mutex<Store>>,
 }
 
+// No user code runs while its locks are held, so a panic cannot leave their data half-changed:
+// as unwind-safe as with `std::sync::Mutex` (which poisons instead).
+impl std::panic::UnwindSafe for SimpleSpanHandler {}
+impl std::panic::RefUnwindSafe for SimpleSpanHandler {}
+
 #[derive(Debug)]
 struct Store {
     closed: VecDeque<ClosedSpan>,
@@ -109,7 +116,7 @@ impl SimpleSpanHandler {
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+        self.store.lock()
     }
 
     /// The most closed spans kept at once.

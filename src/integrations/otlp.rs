@@ -71,8 +71,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{
@@ -367,11 +369,7 @@ impl OtlpHandle {
 
     /// The message of the most recent failed export, if any.
     pub fn last_error(&self) -> Option<String> {
-        self.shared
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.last_error.lock().clone()
     }
 
     /// The traces URL the exporter sends to.
@@ -390,6 +388,11 @@ struct Shared {
     retries: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
+
+// No user code runs while its locks are held, so a panic cannot leave their data half-changed:
+// as unwind-safe as with `std::sync::Mutex` (which poisons instead).
+impl std::panic::UnwindSafe for Shared {}
+impl std::panic::RefUnwindSafe for Shared {}
 
 /// A [`Handler`] that exports closed spans over OTLP/HTTP. See [the module docs](self).
 pub struct OtlpExporter {
@@ -782,7 +785,7 @@ async fn export_task(
                 }
                 Some(e) => {
                     shared.failed.fetch_add(1, Ordering::AcqRel);
-                    *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    *shared.last_error.lock() = Some(e);
                     failed_before = true;
                     retry_at = Some(Instant::now() + backoff);
                     backoff = (backoff * 2).min(cfg.max_backoff);

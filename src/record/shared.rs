@@ -18,7 +18,7 @@ use super::{Payload, Record, RecordBox};
 pub(crate) struct RecordRef(NonNull<Shared<dyn Payload>>);
 
 /// The block behind a [`RecordRef`].
-struct Shared<P: ?Sized> {
+pub(super) struct Shared<P: ?Sized> {
     count: AtomicUsize,
     record: RecordBox<P>,
 }
