@@ -5,14 +5,15 @@
 //! 1. the emitter builds it (`crate::dispatcher`, the envelope in `crate::record`) and pushes
 //!    it into the **inbox** of each channel on its dispatcher's chain ([`inbox`]: a lock-free
 //!    ring, one compare-and-swap per push), checked against the channel's bound there;
-//! 2. the **channel** ([`channel`]) moves published records into its queue under its lock,
-//!    wakes parked readers, and keeps the bookkeeping: readers' cursors, the bound, barriers,
-//!    closing, and what was dropped or lost;
+//! 2. the **channel** ([`channel`]) moves published records into its queue under its lock
+//!    (the queue and its bookkeeping — readers' cursors, barriers, what was lost — in
+//!    `queue.rs`), wakes parked readers once the lock is released (`wake.rs`), and keeps the
+//!    bound and closing;
 //! 3. a handler task's **receiver** ([`receiver`]) takes them as a **batch** ([`batch`]) and
 //!    hands them to the handler (`crate::handler`).
 //!
 //! Beside the path: [`linger`] (a busy handler is woken once per batch), [`park`] (waiting on
-//! a plain thread, with no runtime), [`sync`] (std's primitives, or loom's in the model checks
+//! a plain thread, with no runtime), [`sync`] (the lock and cells, or loom's in the model checks
 //! of `loom.rs`, run by `.ci/loom.sh`).
 //!
 //! The bound is measured in one place, [`Channel`]'s backlog: how far the slowest lossless
@@ -26,8 +27,10 @@ pub(crate) mod linger;
 #[cfg(all(test, loom))]
 mod loom;
 pub(crate) mod park;
+mod queue;
 pub(crate) mod receiver;
 pub(crate) mod sync;
+mod wake;
 
 pub(crate) use channel::{Channel, Mode, Push, ReaderId, Recv};
 pub(crate) use linger::Linger;
