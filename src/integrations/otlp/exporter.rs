@@ -1,0 +1,247 @@
+//! The exporter: a [`Handler`] that turns span records into OTLP spans and queues them.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry::trace::Event as OtelEvent;
+use opentelemetry_sdk::trace::SpanData;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::OtlpExporterBuilder;
+use super::export_task::Control;
+use super::span_data::{attribute, to_span_data};
+use crate::context::SpanContext;
+use crate::context::Tags;
+use crate::handler::Handler;
+use crate::id::SpanId;
+use crate::integrations::openinference::OpenInference;
+use crate::record::{DropReason, Record, RecordKind};
+
+/// Counters of an [`OtlpExporter`], read through an [`OtlpHandle`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtlpStats {
+    /// Spans the endpoint accepted.
+    pub exported: u64,
+    /// Spans dropped because the queue was full (the endpoint slow or down).
+    pub dropped: u64,
+    /// Spans still not exported when the close deadline passed.
+    pub abandoned: u64,
+    /// Spans queued or in a batch being (re)tried.
+    pub pending: u64,
+    /// Export requests that failed (each failed attempt counts once).
+    pub failed_batches: u64,
+    /// Export requests that retried a batch after a failure.
+    pub retries: u64,
+}
+
+/// Reads an exporter's counters after the exporter was moved into its handler task.
+#[derive(Debug, Clone)]
+pub struct OtlpHandle {
+    shared: Arc<Shared>,
+    endpoint: Arc<str>,
+}
+
+impl OtlpHandle {
+    /// The counters now.
+    pub fn stats(&self) -> OtlpStats {
+        let s = &self.shared;
+        let exported = s.exported.load(Ordering::Acquire);
+        let abandoned = s.abandoned.load(Ordering::Acquire);
+        OtlpStats {
+            exported,
+            dropped: s.dropped.load(Ordering::Acquire),
+            abandoned,
+            pending: s
+                .enqueued
+                .load(Ordering::Acquire)
+                .saturating_sub(exported + abandoned),
+            failed_batches: s.failed.load(Ordering::Acquire),
+            retries: s.retries.load(Ordering::Acquire),
+        }
+    }
+
+    /// The message of the most recent failed export, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error.lock().clone()
+    }
+
+    /// The traces URL the exporter sends to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    pub(super) enqueued: AtomicU64,
+    pub(super) exported: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) abandoned: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) retries: AtomicU64,
+    pub(super) last_error: Mutex<Option<String>>,
+}
+
+// No user code runs while its locks are held, so a panic cannot leave their data half-changed:
+// as unwind-safe as with `std::sync::Mutex` (which poisons instead).
+impl std::panic::UnwindSafe for Shared {}
+impl std::panic::RefUnwindSafe for Shared {}
+
+/// A [`Handler`] that exports closed spans over OTLP/HTTP. See [the module docs](self).
+pub struct OtlpExporter {
+    pub(super) open: HashMap<SpanId, OpenSpan>,
+    pub(super) tx: mpsc::Sender<SpanData>,
+    pub(super) control: mpsc::UnboundedSender<Control>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) enqueued: u64,
+    pub(super) endpoint: String,
+    pub(super) scope: InstrumentationScope,
+    pub(super) config: OtlpExporterBuilder,
+}
+
+impl std::fmt::Debug for OtlpExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpExporter")
+            .field("endpoint", &self.endpoint)
+            .field("open_spans", &self.open.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OtlpExporter {
+    /// Settings with their defaults.
+    pub fn builder() -> OtlpExporterBuilder {
+        OtlpExporterBuilder::default()
+    }
+
+    /// A handle to read the counters once the exporter has been added to a dispatcher.
+    pub fn handle(&self) -> OtlpHandle {
+        OtlpHandle {
+            shared: self.shared.clone(),
+            endpoint: self.endpoint.as_str().into(),
+        }
+    }
+
+    fn finish(&mut self, id: SpanId, end: &Record, outcome: Result<(), (DropReason, &str)>) {
+        let Some(open) = self.open.remove(&id) else {
+            return;
+        };
+        let span = to_span_data(open, end.timestamp().into(), outcome, &self.scope);
+        self.enqueue(span);
+    }
+
+    fn enqueue(&mut self, span: SpanData) {
+        match self.tx.try_send(span) {
+            Ok(()) => {
+                self.enqueued += 1;
+                self.shared.enqueued.fetch_add(1, Ordering::AcqRel);
+            }
+            Err(_) => {
+                self.shared.dropped.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+/// One span the exporter has seen enter and not yet end.
+pub(super) struct OpenSpan {
+    pub(super) span: SpanContext,
+    pub(super) parent: Option<SpanId>,
+    pub(super) name: Cow<'static, str>,
+    pub(super) start: SystemTime,
+    pub(super) args: Option<Value>,
+    pub(super) tags: Tags,
+    pub(super) dispatcher: String,
+    pub(super) events: Vec<OtelEvent>,
+    pub(super) dropped_events: u32,
+    pub(super) max_events: usize,
+    pub(super) semantics: OpenInference,
+}
+
+impl Handler for OtlpExporter {
+    async fn handle(&mut self, record: &Record) {
+        match record.kind() {
+            RecordKind::SpanEnter(enter) => {
+                let Some(span) = record.span() else { return };
+                self.open.entry(enter.id).or_insert_with(|| OpenSpan {
+                    span,
+                    parent: enter.parent,
+                    name: enter.name.clone(),
+                    start: record.timestamp().into(),
+                    args: enter.args.clone(),
+                    tags: record.tags().clone(),
+                    dispatcher: record.dispatcher().to_owned(),
+                    events: Vec::new(),
+                    dropped_events: 0,
+                    max_events: self.config.max_events_per_span,
+                    semantics: OpenInference::default(),
+                });
+            }
+            RecordKind::SpanExit(exit) => self.finish(exit.id, record, Ok(())),
+            RecordKind::SpanDrop(drop) => {
+                self.finish(drop.id, record, Err((drop.reason, &drop.message)))
+            }
+            RecordKind::Event(event) => {
+                let Some(open) = record.span_id().and_then(|id| self.open.get_mut(&id)) else {
+                    return;
+                };
+                let fields = match event.to_json() {
+                    Ok(Value::Object(map)) => map,
+                    Ok(Value::Null) | Err(_) => Map::new(),
+                    Ok(other) => Map::from_iter([("value".to_owned(), other)]),
+                };
+                open.semantics.observe(record.class_name(), &fields);
+                if open.events.len() < open.max_events {
+                    let attributes = fields.iter().map(|(k, v)| attribute(k, v)).collect();
+                    open.events.push(OtelEvent::new(
+                        record.class_name(),
+                        record.timestamp().into(),
+                        attributes,
+                        0,
+                    ));
+                } else {
+                    open.dropped_events += 1;
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        let (ack, done) = oneshot::channel();
+        if self
+            .control
+            .send(Control::Flush {
+                upto: self.enqueued,
+                ack,
+            })
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(self.config.flush_timeout, done).await;
+        }
+    }
+
+    async fn close(&mut self) {
+        // Spans still open here never got a drop record (they were entered before the
+        // exporter was added to a dispatcher that then shut down, or the dispatcher skipped
+        // them): export them as dropped by shutdown so they are not lost.
+        let now = SystemTime::now();
+        for (_, open) in std::mem::take(&mut self.open) {
+            let span = to_span_data(open, now, Err((DropReason::Shutdown, "")), &self.scope);
+            self.enqueue(span);
+        }
+        let (ack, done) = oneshot::channel();
+        let deadline = Instant::now() + self.config.close_timeout;
+        if self.control.send(Control::Close { deadline, ack }).is_ok() {
+            let _ = tokio::time::timeout_at(deadline + Duration::from_millis(100), done).await;
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! OTLP export: spanbus spans into any OpenTelemetry backend, with OpenInference attributes so
+//! LLM spans render properly in Arize Phoenix (cargo feature `otlp`).
+//!
+//! # Exporting spans
+//!
+//! Build an [`OtlpExporter`] and add it to a dispatcher like any handler. It turns every span
+//! that closes into an OTLP span and sends batches over OTLP/HTTP (protobuf) from its own
+//! task:
+//!
+//! - ids: the spanbus trace and span ids are the OTel ids (a root spanbus span starts a
+//!   trace; a span started under a context [extracted](crate::propagation::extract) from a
+//!   `traceparent` keeps the remote caller as its parent);
+//! - name, start and end: the span's name and the timestamps of its enter and exit records;
+//! - status: `Ok` for an exit; `Error` for a drop, with the drop message (or the reason when
+//!   the message is empty) and the attribute `spanbus.drop_reason` (`error`, `panic`,
+//!   `cancelled`, `shutdown`), plus an `exception` event;
+//! - attributes: captured arguments as `spanbus.args.<name>`, the span's tags under their own
+//!   keys (so a tag `session.id` or `user.id` is the OpenInference attribute), the dispatcher as
+//!   `spanbus.dispatcher`, and the OpenInference attributes of
+//!   [`openinference`](super::openinference) (a tag `openinference.span.kind` overrides the
+//!   kind). Non-scalar values are JSON-encoded;
+//! - events: every event emitted in the span, named by its class name, with its fields as
+//!   attributes (at most [`max_events_per_span`](OtlpExporterBuilder::max_events_per_span);
+//!   more are counted as dropped events).
+//!
+//! # Never blocking the application
+//!
+//! The handler only converts the span and pushes it into a bounded queue; when the queue is
+//! full the span is dropped and counted ([`OtlpStats::dropped`]). The export task retries a
+//! failed batch with exponential backoff (from [`initial_backoff`] to [`max_backoff`]) for as
+//! long as the endpoint is down, and resumes when it is back. Every span that closes is
+//! accounted for exactly once: `exported + dropped + abandoned + pending`.
+//!
+//! [`initial_backoff`]: OtlpExporterBuilder::initial_backoff
+//! [`max_backoff`]: OtlpExporterBuilder::max_backoff
+//!
+//! Add the exporter with lossless delivery (the default): it needs every enter and exit. A
+//! lossy exporter that misses a span's exit keeps that span open until it is closed, and then
+//! exports it as dropped by shutdown.
+//!
+//! # Flush and shutdown
+//!
+//! spanbus's [`flush`](crate::flush) reaches the exporter's [`Handler::flush`](crate::Handler::flush), which waits
+//! (at most [`flush_timeout`](OtlpExporterBuilder::flush_timeout)) until every span queued so
+//! far has been exported. [`shutdown`](crate::shutdown()) reaches [`Handler::close`](crate::Handler::close): a final
+//! export, retried until [`close_timeout`](OtlpExporterBuilder::close_timeout); what is still
+//! not exported then is counted as [`abandoned`](OtlpStats::abandoned).
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use spanbus::integrations::otlp::OtlpExporter;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = OtlpExporter::builder()
+//!     .endpoint("http://127.0.0.1:6006/v1/traces") // default: $OTEL_EXPORTER_OTLP_ENDPOINT
+//!     .project_name("my-rag-app")                  // Phoenix project
+//!     .build()?;
+//! let stats = exporter.handle();
+//! spanbus::get_dispatcher("rag")?.add_handler(exporter)?;
+//!
+//! // ... run the pipeline ...
+//!
+//! spanbus::shutdown(Duration::from_secs(10)).await;
+//! println!("{:?}", stats.stats());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_otlp::{Protocol, RetryPolicy, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SpanExporter as _;
+use tokio::sync::mpsc;
+
+use crate::error::OtlpError;
+
+mod export_task;
+mod exporter;
+mod span_data;
+
+use export_task::export_task;
+use exporter::Shared;
+pub use exporter::{OtlpExporter, OtlpHandle, OtlpStats};
+pub use span_data::attribute_value;
+
+/// The environment variable with the base URL of an OTLP endpoint (`/v1/traces` is appended).
+pub const ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// The environment variable with the full URL of an OTLP traces endpoint (used as is).
+pub const TRACES_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+
+/// The endpoint used when nothing is configured (the OTLP/HTTP default).
+pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318/v1/traces";
+
+/// The resource attribute Phoenix reads the project name from.
+pub const PROJECT_NAME_ATTRIBUTE: &str = "openinference.project.name";
+
+/// The traces URL for an OTLP base URL, as the OpenTelemetry spec says for
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`: `/v1/traces` appended to the path (without doubling a slash).
+///
+/// # Examples
+///
+/// ```
+/// use spanbus::integrations::otlp::traces_endpoint;
+///
+/// assert_eq!(traces_endpoint("http://127.0.0.1:6006"), "http://127.0.0.1:6006/v1/traces");
+/// assert_eq!(traces_endpoint("http://collector:4318/"), "http://collector:4318/v1/traces");
+/// assert_eq!(traces_endpoint("http://gw/otlp"), "http://gw/otlp/v1/traces");
+/// ```
+pub fn traces_endpoint(base: &str) -> String {
+    format!("{}/v1/traces", base.trim().trim_end_matches('/'))
+}
+
+/// The endpoint from the environment: [`TRACES_ENDPOINT_ENV`] as is, else
+/// [`ENDPOINT_ENV`] with `/v1/traces` appended, else `None`.
+pub fn endpoint_from_env() -> Option<String> {
+    let var = |k| {
+        std::env::var(k)
+            .ok()
+            .filter(|v: &String| !v.trim().is_empty())
+    };
+    var(TRACES_ENDPOINT_ENV)
+        .map(|v| v.trim().to_owned())
+        .or_else(|| var(ENDPOINT_ENV).map(|v| traces_endpoint(&v)))
+}
+
+/// Settings of an [`OtlpExporter`]; start with [`OtlpExporter::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "call .build() to make the exporter"]
+pub struct OtlpExporterBuilder {
+    endpoint: Option<String>,
+    project_name: Option<String>,
+    service_name: String,
+    headers: HashMap<String, String>,
+    batch_size: usize,
+    queue_capacity: usize,
+    scheduled_delay: Duration,
+    export_timeout: Duration,
+    flush_timeout: Duration,
+    close_timeout: Duration,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    max_events_per_span: usize,
+}
+
+impl Default for OtlpExporterBuilder {
+    fn default() -> Self {
+        OtlpExporterBuilder {
+            endpoint: None,
+            project_name: None,
+            service_name: "spanbus".into(),
+            headers: HashMap::new(),
+            batch_size: 512,
+            queue_capacity: 4096,
+            scheduled_delay: Duration::from_millis(500),
+            export_timeout: Duration::from_secs(10),
+            flush_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(5),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            max_events_per_span: 128,
+        }
+    }
+}
+
+impl OtlpExporterBuilder {
+    /// The full traces URL, used as is (for example `http://127.0.0.1:6006/v1/traces`).
+    /// Default: [`endpoint_from_env`], else [`DEFAULT_ENDPOINT`].
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The Phoenix project, sent as the resource attribute `openinference.project.name`.
+    /// Default: none (Phoenix puts the spans in its `default` project).
+    pub fn project_name(mut self, name: impl Into<String>) -> Self {
+        self.project_name = Some(name.into());
+        self
+    }
+
+    /// The resource's `service.name`. Default `spanbus`.
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = name.into();
+        self
+    }
+
+    /// An HTTP header sent with every export request (for example an API key).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// The most spans in one export request. Default 512.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// How many closed spans may wait for export; more are dropped and counted. Default 4096.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n;
+        self
+    }
+
+    /// How long a partial batch waits for more spans before it is sent. Default 500 ms.
+    pub fn scheduled_delay(mut self, d: Duration) -> Self {
+        self.scheduled_delay = d;
+        self
+    }
+
+    /// The timeout of one export request. Default 10 s.
+    pub fn export_timeout(mut self, d: Duration) -> Self {
+        self.export_timeout = d;
+        self
+    }
+
+    /// How long a flush waits for the queued spans to be exported. Default 5 s.
+    pub fn flush_timeout(mut self, d: Duration) -> Self {
+        self.flush_timeout = d;
+        self
+    }
+
+    /// How long the final export at shutdown may take, retries included. Default 5 s.
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.close_timeout = d;
+        self
+    }
+
+    /// The wait before the first retry of a failed batch; it doubles on each failure. Default
+    /// 100 ms.
+    pub fn initial_backoff(mut self, d: Duration) -> Self {
+        self.initial_backoff = d;
+        self
+    }
+
+    /// The longest wait between retries. Default 5 s.
+    pub fn max_backoff(mut self, d: Duration) -> Self {
+        self.max_backoff = d;
+        self
+    }
+
+    /// The most span events exported per span (the rest are counted as dropped events).
+    /// Default 128.
+    pub fn max_events_per_span(mut self, n: usize) -> Self {
+        self.max_events_per_span = n;
+        self
+    }
+
+    /// Builds the exporter and starts its export task.
+    ///
+    /// # Errors
+    ///
+    /// [`OtlpError::NoRuntime`] outside a tokio runtime, [`OtlpError::InvalidConfig`] for a
+    /// zero batch size or queue capacity, [`OtlpError::Build`] when the OTLP client cannot be
+    /// built (for example a malformed endpoint).
+    pub fn build(self) -> Result<OtlpExporter, OtlpError> {
+        if self.batch_size == 0 {
+            return Err(OtlpError::InvalidConfig("batch_size must be at least 1"));
+        }
+        if self.queue_capacity == 0 {
+            return Err(OtlpError::InvalidConfig(
+                "queue_capacity must be at least 1",
+            ));
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
+        let endpoint = self
+            .endpoint
+            .clone()
+            .or_else(endpoint_from_env)
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(endpoint.clone())
+            .with_timeout(self.export_timeout)
+            .with_headers(self.headers.clone())
+            // spanbus retries itself, with its own backoff and counters.
+            .with_retry_policy(RetryPolicy::disabled())
+            .build()
+            .map_err(|e| OtlpError::Build(e.to_string()))?;
+        let mut resource = Resource::builder_empty().with_service_name(self.service_name.clone());
+        if let Some(p) = &self.project_name {
+            resource = resource.with_attribute(KeyValue::new(PROJECT_NAME_ATTRIBUTE, p.clone()));
+        }
+        exporter.set_resource(&resource.build());
+
+        let (tx, rx) = mpsc::channel(self.queue_capacity);
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::default());
+        runtime.spawn(export_task(
+            exporter,
+            rx,
+            control_rx,
+            shared.clone(),
+            self.clone(),
+        ));
+        Ok(OtlpExporter {
+            open: HashMap::new(),
+            tx,
+            control,
+            shared,
+            enqueued: 0,
+            endpoint,
+            scope: InstrumentationScope::builder("spanbus")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+            config: self,
+        })
+    }
+}
