@@ -272,9 +272,27 @@ pub async fn flush() {
 /// Shuts down every dispatcher of the process-wide registry within `timeout`
 /// ([`Registry::shutdown`]).
 ///
-/// # Panics
+/// Like [`Dispatcher::shutdown`](crate::Dispatcher::shutdown), it works from anywhere, even on a
+/// runtime built without tokio's time driver or with no runtime at all.
 ///
-/// If the tokio runtime was built without the time driver.
+/// # Examples
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A runtime without the time driver: shutdown needs no tokio timer.
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// rt.block_on(async {
+///     let d = spanbus::get_dispatcher("job")?;
+///     d.add_span_handler(spanbus::handlers::NullSpanHandler)?;
+///     d.span("work").in_scope(|| ());
+///     let report = spanbus::shutdown(std::time::Duration::from_secs(5)).await;
+///     assert!(report.is_clean());
+///     assert_eq!(report.handlers[0].stats.delivered, 2); // the span's enter and exit
+///     Ok::<_, Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok(())
+/// # }
+/// ```
 pub async fn shutdown(timeout: Duration) -> ShutdownReport {
     Registry::global().shutdown(timeout).await
 }

@@ -3,8 +3,8 @@
 //! # Why
 //!
 //! A record is allocated on the emitting thread and freed on a handler's thread, so with the
-//! system allocator every record is a cross-thread free: glibc's `malloc`, `free` and the
-//! `Arc`'s slow drop were about 270 of the ~950 instructions W1 spends per event (callgrind).
+//! system allocator every record is a cross-thread free, one of the largest costs of an emit
+//! (BENCHMARKS.md has the measurement, and the `spanbus_no_pool` switch that shows it).
 //!
 //! # How
 //!
@@ -87,7 +87,7 @@ fn class_of(layout: Layout) -> Option<usize> {
 /// Free it with [`dealloc`] and the same layout.
 ///
 /// Always inlined: a record's layout is a constant at each call, so the class is chosen at
-/// compile time (as a call, it was ~10 instructions of the ~31 per record, callgrind W1).
+/// compile time.
 #[inline(always)]
 pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
     debug_assert!(layout.size() > 0);

@@ -156,9 +156,8 @@ impl Registry {
     /// [`Dispatcher::builder`] (even with a registry dispatcher as its parent) is flushed and
     /// shut down on its own.
     ///
-    /// # Panics
-    ///
-    /// If the tokio runtime was built without the time driver.
+    /// Like [`Dispatcher::shutdown`](crate::Dispatcher::shutdown), it works from anywhere, even on a
+    /// runtime built without tokio's time driver or with no runtime at all.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         {
             let _by_name = self.0.by_name.lock();

@@ -35,8 +35,8 @@ pub(crate) fn validate_name(name: &str) -> Result<(), NameError> {
 /// be named after components, like loggers.)
 ///
 /// The name is returned behind a second reference (`&'static &'static str`, one word) so the
-/// record envelope stays small: a record that fits glibc's fast bins (≤ 120 bytes) is freed by
-/// a handler's thread and reused by the emitter's far more cheaply than a larger one.
+/// record envelope stays within 64 bytes and a record with a small event fits the record
+/// pool's 128-byte blocks (see `crate::pool`).
 pub(crate) fn intern(name: &str) -> &'static &'static str {
     static NAMES: Mutex<BTreeMap<&'static str, &'static &'static str>> =
         Mutex::new(BTreeMap::new());
