@@ -91,15 +91,22 @@ pub(crate) fn record_uuid(timestamp_nanos: u64) -> Uuid {
         let bits = (u128::from(block.counter) << RANDOM_BITS) | u128::from(block.random);
         block.counter += 1;
         cell.set(block);
-        // 74 bits as the builder takes them: the top 12 as `rand_a` (bytes 0-1), the low 62
-        // as `rand_b` (bytes 2-9); it sets the version and variant bits around them.
-        let rand_a = ((bits >> 62) as u16).to_be_bytes();
-        let rand_b = ((bits as u64) & ((1 << 62) - 1)).to_be_bytes();
-        let mut bytes = [0u8; 10];
-        bytes[..2].copy_from_slice(&rand_a);
-        bytes[2..].copy_from_slice(&rand_b);
-        uuid::Builder::from_unix_timestamp_millis(timestamp_nanos / 1_000_000, &bytes).into_uuid()
+        v7(timestamp_nanos / 1_000_000, bits)
     })
+}
+
+/// The version-7 UUID of `millis` and the 74 bits `rand` (RFC 9562, section 5.7): 48 bits of
+/// milliseconds, the version, the top 12 bits of `rand` (`rand_a`), the variant, its low 62
+/// bits (`rand_b`). The same UUID as `uuid::Builder::from_unix_timestamp_millis` (a test
+/// checks it), placed inline: that builder is a call of about 24 instructions per record.
+#[inline(always)]
+fn v7(millis: u64, rand: u128) -> Uuid {
+    let rand_a = (rand >> 62) as u64 & 0xfff;
+    let rand_b = rand as u64 & ((1 << 62) - 1);
+    Uuid::from_u64_pair(
+        (millis << 16) | 0x7000 | rand_a,
+        0x8000_0000_0000_0000 | rand_b,
+    )
 }
 
 /// The identifier of a span: 8 non-zero bytes, shown as 16 lowercase hex digits.
@@ -346,6 +353,21 @@ mod tests {
         for id in ids {
             assert_eq!(id.get_version_num(), 7);
             assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+        }
+    }
+
+    #[test]
+    fn a_record_id_is_the_uuid_crates_version_7_layout() {
+        for _ in 0..1000 {
+            let millis = random_u64() >> 16;
+            let rand = (u128::from(random_u64()) << 64 | u128::from(random_u64())) >> 54;
+            let rand_a = ((rand >> 62) as u16).to_be_bytes();
+            let rand_b = ((rand as u64) & ((1 << 62) - 1)).to_be_bytes();
+            let mut bytes = [0u8; 10];
+            bytes[..2].copy_from_slice(&rand_a);
+            bytes[2..].copy_from_slice(&rand_b);
+            let expected = uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid();
+            assert_eq!(v7(millis, rand), expected);
         }
     }
 

@@ -174,7 +174,7 @@ impl Dispatcher {
     }
 
     /// The counters of each handler attached here. After shutdown the handlers are detached:
-    /// their final counters are in the [`ShutdownReport`].
+    /// their final counters are in the [`ShutdownReport`](super::ShutdownReport).
     pub fn handler_stats(&self) -> Vec<(HandlerId, HandlerStats)> {
         let hub = self.0.hub.lock();
         hub.handlers

@@ -21,7 +21,7 @@ pub(super) type SharedReport = Shared<BoxFuture<'static, ShutdownReport>>;
 impl Dispatcher {
     /// Shuts the dispatcher down within `timeout` and reports on each of its handlers.
     ///
-    /// In order: emitting is refused from now on ([`EmitError::ShutDown`]); spans still open
+    /// In order: emitting is refused from now on ([`EmitError::ShutDown`](crate::error::EmitError::ShutDown)); spans still open
     /// on this dispatcher are dropped with [`DropReason::Shutdown`] (their records reach the
     /// handlers); each handler handles what is queued, is flushed and closed, and its task
     /// ends. A handler still running at the deadline is aborted and reported as timed out.

@@ -66,7 +66,7 @@ unsafe impl Payload for SpanDrop {
     }
 }
 
-/// What a [`Record`] carries, borrowed from it ([`Record::kind`]).
+/// What a [`Record`](super::Record) carries, borrowed from it ([`Record::kind`](super::Record::kind)).
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum RecordKind<'a> {

@@ -96,7 +96,7 @@ pub(super) struct Shared {
 impl std::panic::UnwindSafe for Shared {}
 impl std::panic::RefUnwindSafe for Shared {}
 
-/// A [`Handler`] that exports closed spans over OTLP/HTTP. See [the module docs](self).
+/// A [`Handler`] that exports closed spans over OTLP/HTTP. See [the module docs](super).
 pub struct OtlpExporter {
     pub(super) open: HashMap<SpanId, OpenSpan>,
     pub(super) tx: mpsc::Sender<SpanData>,
