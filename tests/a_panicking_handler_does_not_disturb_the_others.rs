@@ -2,6 +2,7 @@
 //! handlers nor slows or breaks emitters; its panics are counted with the first message, and it
 //! keeps receiving the records after each panic.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::sync::{Arc, Mutex, Once};

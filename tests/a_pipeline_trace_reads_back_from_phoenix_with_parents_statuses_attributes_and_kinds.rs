@@ -2,6 +2,7 @@
 //! Phoenix through its REST API. Run by `.ci/phoenix-tests.sh` (ignored otherwise).
 #![cfg(feature = "otlp")]
 
+#[path = "support/phoenix.rs"]
 mod phoenix_support;
 
 use std::future::pending;

@@ -2,6 +2,7 @@
 //! emitted exactly, the handler is told in-band (before the records after each gap) how many it
 //! missed, and a lossless handler on the same dispatcher still gets everything.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! dropped as cancelled when the stream is dropped early and as a panic when `poll_next`
 //! panics; events emitted while producing items belong to the stream's span.
 
+#[path = "support/spans.rs"]
 mod support;
 
 use futures::{StreamExt, stream};

@@ -2,6 +2,7 @@
 //! bad dispatcher names, emitting after shutdown, adding a handler outside a runtime or with a
 //! lossy capacity of 0, and an event whose `Serialize` fails.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,7 @@
 //! before its events, which come before its exit — also when the span and the events are on
 //! different dispatchers of one chain.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::collections::HashMap;

@@ -2,6 +2,7 @@
 //! until shutdown): every span that was entered is closed exactly once — exited or dropped —
 //! and none is left open after shutdown.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::collections::HashMap;

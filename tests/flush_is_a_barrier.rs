@@ -1,6 +1,7 @@
 //! `flush().await` is a barrier: when it returns, every record emitted before the call has been
 //! handled by every handler, and each handler's flush hook ran after those records.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::time::Duration;

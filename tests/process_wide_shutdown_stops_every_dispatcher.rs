@@ -1,6 +1,7 @@
 //! The process-wide registry: `spanbus::shutdown` shuts down every dispatcher of the process.
 //! This file is its own test binary, so the global registry here is this test's alone.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::time::Duration;

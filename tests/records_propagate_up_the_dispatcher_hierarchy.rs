@@ -3,6 +3,7 @@
 //! ancestor and are re-linked when an intermediate appears; standalone dispatchers work; handlers
 //! come and go at any time.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! handler by themselves, within the lingering delay (about a millisecond), with no flush. On a
 //! runtime without tokio's time driver, handlers do not linger and still get every record.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

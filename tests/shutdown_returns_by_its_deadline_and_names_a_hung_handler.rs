@@ -1,6 +1,7 @@
 //! Shutdown: returns by its deadline even with a handler hung forever, names that handler,
 //! drops open spans with reason `Shutdown`, is idempotent, and refuses work afterwards.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::sync::Arc;

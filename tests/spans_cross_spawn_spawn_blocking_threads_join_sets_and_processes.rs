@@ -2,6 +2,7 @@
 //! `JoinSet`s; a raw `tokio::spawn` does not carry them; a captured context survives JSON and
 //! keeps the parent link; sync code outside any task sees the span of the closure form.
 
+#[path = "support/spans.rs"]
 mod support;
 
 use serde_json::json;

@@ -2,6 +2,7 @@
 //! with the error or panic text while the value or panic passes through unchanged; every drop
 //! also emits a `SpanDropEvent`; manual spans can be ended by hand and made current.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::fmt;

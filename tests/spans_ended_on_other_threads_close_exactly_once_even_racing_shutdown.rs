@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use spanbus::{Dispatcher, OpenSpan};
 
+#[path = "support/spans.rs"]
 mod support;
 use support::SpanEnds as Recorder;
 

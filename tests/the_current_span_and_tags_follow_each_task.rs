@@ -2,6 +2,7 @@
 //! migration; nested spans get the right parent; tag scopes nest and merge (inner key wins);
 //! spans snapshot the tags at entry.
 
+#[path = "support/recorder.rs"]
 mod common;
 
 use std::collections::HashMap;

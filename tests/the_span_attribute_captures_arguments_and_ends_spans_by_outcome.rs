@@ -3,6 +3,7 @@
 //! the panic text on a panic (which keeps unwinding), drop as cancelled when the future is
 //! dropped. Values, errors and panics pass through unchanged.
 
+#[path = "support/spans.rs"]
 mod support;
 
 use std::fmt;

@@ -5,6 +5,7 @@
 //! `.ci/phoenix-tests.sh` (ignored otherwise).
 #![cfg(feature = "otlp")]
 
+#[path = "support/phoenix.rs"]
 mod phoenix_support;
 
 use std::collections::HashMap;
