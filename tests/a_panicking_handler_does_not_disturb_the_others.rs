@@ -2,13 +2,12 @@
 //! handlers nor slows or breaks emitters; its panics are counted with the first message, and it
 //! keeps receiving the records after each panic.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
-use common::{Recorder, Seq};
+use crate::support::recorder::{Recorder, Seq};
 use spanbus::{Dispatcher, Handler, HandlerOptions, Record};
 
 /// Keeps the test output readable: the deliberate panics are not printed.

@@ -2,13 +2,12 @@
 //! Phoenix through its REST API. Run by `.ci/phoenix-tests.sh` (ignored otherwise).
 #![cfg(feature = "otlp")]
 
-#[path = "support/phoenix.rs"]
-mod phoenix_support;
+mod support;
 
 use std::future::pending;
 use std::time::Duration;
 
-use phoenix_support::{by_name, require_phoenix, unique_project, wait_for_spans};
+use crate::support::phoenix::{by_name, require_phoenix, unique_project, wait_for_spans};
 use serde_json::{Value, json};
 use spanbus::events::{LLMChatEndEvent, LLMChatStartEvent, RetrievalEndEvent, RetrievalStartEvent};
 use spanbus::integrations::otlp::OtlpExporter;

@@ -2,14 +2,13 @@
 //! emitted exactly, the handler is told in-band (before the records after each gap) how many it
 //! missed, and a lossless handler on the same dispatcher still gets everything.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Recorder, Seen, Seq, wait_until};
+use crate::support::recorder::{Recorder, Seen, Seq, wait_until};
 use spanbus::{Dispatcher, Handler, HandlerOptions, Record};
 use tokio::sync::Notify;
 

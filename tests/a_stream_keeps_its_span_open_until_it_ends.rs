@@ -2,13 +2,12 @@
 //! dropped as cancelled when the stream is dropped early and as a panic when `poll_next`
 //! panics; events emitted while producing items belong to the stream's span.
 
-#[path = "support/spans.rs"]
 mod support;
 
+use crate::support::spans::{Outcome, recorded};
 use futures::{StreamExt, stream};
 use serde::Serialize;
 use spanbus::{DropReason, Event, SpanStreamExt, current_span};
-use support::{Outcome, recorded};
 
 #[derive(Serialize)]
 struct Chunk {

@@ -2,14 +2,13 @@
 //! bad dispatcher names, emitting after shutdown, adding a handler outside a runtime or with a
 //! lossy capacity of 0, and an event whose `Serialize` fails.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Recorder, Seq};
+use crate::support::recorder::{Recorder, Seq};
 use serde::{Serialize, Serializer};
 use spanbus::{
     Dispatcher, EmitError, Handler, HandlerError, HandlerOptions, NameError, Record, Registry,

@@ -2,12 +2,11 @@
 //! before its events, which come before its exit — also when the span and the events are on
 //! different dispatchers of one chain.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::collections::HashMap;
 
-use common::{Rec, Recorder, Seq};
+use crate::support::recorder::{Rec, Recorder, Seq};
 use spanbus::{Dispatcher, HandlerOptions, Registry, SpanFutureExt, SpanId};
 
 type Res = Result<(), Box<dyn std::error::Error>>;

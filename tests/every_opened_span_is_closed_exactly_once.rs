@@ -2,13 +2,12 @@
 //! until shutdown): every span that was entered is closed exactly once — exited or dropped —
 //! and none is left open after shutdown.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Recorder, Seq};
+use crate::support::recorder::{Recorder, Seq};
 use spanbus::{DropReason, Registry, SpanFutureExt, SpanId};
 
 /// A small deterministic generator, so a failure can be replayed.

@@ -1,12 +1,11 @@
 //! `flush().await` is a barrier: when it returns, every record emitted before the call has been
 //! handled by every handler, and each handler's flush hook ran after those records.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{Recorder, Seen, Seq};
+use crate::support::recorder::{Recorder, Seen, Seq};
 use spanbus::{Dispatcher, Handler, HandlerOptions, Record, Registry};
 
 /// A recorder that gives its thread away on every record, so it lags behind the others.

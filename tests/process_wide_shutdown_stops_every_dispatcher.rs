@@ -1,12 +1,11 @@
 //! The process-wide registry: `spanbus::shutdown` shuts down every dispatcher of the process.
 //! This file is its own test binary, so the global registry here is this test's alone.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{Recorder, Seen, Seq};
+use crate::support::recorder::{Recorder, Seen, Seq};
 use spanbus::{DropReason, EmitError, HandlerError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,12 +3,11 @@
 //! ancestor and are re-linked when an intermediate appears; standalone dispatchers work; handlers
 //! come and go at any time.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{Recorder, Seen, Seq, wait_until};
+use crate::support::recorder::{Recorder, Seen, Seq, wait_until};
 use spanbus::{Dispatcher, HandlerOptions, Registry};
 
 type Res = Result<(), Box<dyn std::error::Error>>;

@@ -3,12 +3,11 @@
 //! handler by themselves, within the lingering delay (about a millisecond), with no flush. On a
 //! runtime without tokio's time driver, handlers do not linger and still get every record.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::Seq;
+use crate::support::recorder::Seq;
 use spanbus::{Dispatcher, EventHandler, Record};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use spanbus::{Dispatcher, SpanFutureExt};
 
-#[path = "support/spans.rs"]
 mod support;
-use support::SpanEnds as Recorder;
+use crate::support::spans::{SpanEnds as Recorder, tally_span_ends};
 
 async fn one_round(round: u32) -> (usize, usize, usize) {
     let d = Dispatcher::new("reliability.span_race").unwrap();
@@ -46,7 +45,7 @@ async fn one_round(round: u32) -> (usize, usize, usize) {
         w.await.unwrap();
     }
     assert!(report.handlers.iter().all(|h| !h.timed_out));
-    support::tally_span_ends(&seen.lock().unwrap())
+    tally_span_ends(&seen.lock().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

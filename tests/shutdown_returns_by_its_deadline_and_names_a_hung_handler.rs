@@ -1,13 +1,12 @@
 //! Shutdown: returns by its deadline even with a handler hung forever, names that handler,
 //! drops open spans with reason `Shutdown`, is idempotent, and refuses work afterwards.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Recorder, Seen, Seq};
+use crate::support::recorder::{Recorder, Seen, Seq, wait_until};
 use spanbus::{
     DropReason, EmitError, Handler, HandlerError, HandlerOptions, Record, Registry, SpanFutureExt,
 };
@@ -224,7 +223,7 @@ async fn an_emitter_waiting_for_room_is_released_by_shutdown_with_an_error() {
     });
     // Flush only once the handler holds a record, so the barrier lands behind it.
     assert!(
-        common::wait_until(Duration::from_secs(5), || stalled
+        wait_until(Duration::from_secs(5), || stalled
             .load(std::sync::atomic::Ordering::Acquire))
         .await
     );

@@ -2,14 +2,13 @@
 //! with the error or panic text while the value or panic passes through unchanged; every drop
 //! also emits a `SpanDropEvent`; manual spans can be ended by hand and made current.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Rec, Recorder, Seq};
+use crate::support::recorder::{Rec, Recorder, Seq, wait_until};
 use spanbus::{
     Dispatcher, DropReason, EventHandler, Record, SpanDrop, SpanEnter, SpanFutureExt, SpanHandler,
     SpanId, current_span,
@@ -401,7 +400,7 @@ async fn a_span_handler_closed_with_spans_open_drops_them_as_shutdown() {
     assert!(d.remove_handler(id));
     let log = Arc::clone(&ends.0);
     assert!(
-        common::wait_until(Duration::from_secs(5), || log.lock().unwrap().len() == 2).await,
+        wait_until(Duration::from_secs(5), || log.lock().unwrap().len() == 2).await,
         "{:?}",
         log.lock().unwrap()
     );

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use spanbus::{Dispatcher, OpenSpan};
 
-#[path = "support/spans.rs"]
 mod support;
-use support::SpanEnds as Recorder;
+use crate::support::spans::{SpanEnds as Recorder, tally_span_ends};
 
 /// Threads that enter spans and hand them to the next thread to end (exit or fail).
 const THREADS: usize = 20;
@@ -68,7 +67,7 @@ fn run_round(rt: &tokio::runtime::Runtime, spans_before_shutdown: u64) -> [u64; 
         t.join().unwrap();
     }
     assert!(report.handlers.iter().all(|h| !h.timed_out));
-    let (total, unclosed, broken) = support::tally_span_ends(&seen.lock().unwrap());
+    let (total, unclosed, broken) = tally_span_ends(&seen.lock().unwrap());
     [
         total as u64,
         unclosed as u64,

@@ -2,14 +2,13 @@
 //! migration; nested spans get the right parent; tag scopes nest and merge (inner key wins);
 //! spans snapshot the tags at entry.
 
-#[path = "support/recorder.rs"]
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use common::{Recorder, Seq};
+use crate::support::recorder::{Recorder, Seq};
 use serde_json::json;
 use spanbus::{
     Context, Dispatcher, Handler, Record, RecordKind, SpanFutureExt, SpanId, current_span,

@@ -3,16 +3,15 @@
 //! the panic text on a panic (which keeps unwinding), drop as cancelled when the future is
 //! dropped. Values, errors and panics pass through unchanged.
 
-#[path = "support/spans.rs"]
 mod support;
 
 use std::fmt;
 use std::time::Duration;
 
+use crate::support::spans::{Outcome, recorded};
 use serde::Serialize;
 use serde_json::json;
 use spanbus::DropReason;
-use support::{Outcome, recorded};
 
 #[derive(Serialize, Clone)]
 struct Query {

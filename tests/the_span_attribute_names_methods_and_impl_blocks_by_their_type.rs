@@ -1,10 +1,9 @@
 //! `#[spanbus::span]` names spans `Type::method` for methods and impl blocks, and by the fn's
 //! path otherwise; each call is its own span; the default dispatcher is the module path.
 
-#[path = "support/spans.rs"]
 mod support;
 
-use support::{Outcome, recorded};
+use crate::support::spans::{Outcome, recorded};
 
 struct Store {
     rows: Vec<String>,

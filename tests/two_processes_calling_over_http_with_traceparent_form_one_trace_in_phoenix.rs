@@ -5,14 +5,15 @@
 //! `.ci/phoenix-tests.sh` (ignored otherwise).
 #![cfg(feature = "otlp")]
 
-#[path = "support/phoenix.rs"]
-mod phoenix_support;
+mod support;
 
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use phoenix_support::{by_name, phoenix_url, require_phoenix, unique_project, wait_for_spans};
+use crate::support::phoenix::{
+    by_name, phoenix_url, require_phoenix, unique_project, wait_for_spans,
+};
 use serde_json::{Value, json};
 use spanbus::events::{QueryEndEvent, QueryStartEvent};
 use spanbus::integrations::otlp::OtlpExporter;

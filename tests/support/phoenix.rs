@@ -3,7 +3,6 @@
 //!
 //! HTTP is a raw HTTP/1.1 exchange over a tokio `TcpStream` (`Connection: close`, so the body
 //! ends at EOF): loopback only, no client crate needed.
-#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 

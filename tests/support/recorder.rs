@@ -1,5 +1,4 @@
-//! Shared test helpers: a handler that records what it sees, and a numbered event.
-#![allow(dead_code)] // each test binary uses a different subset
+//! A handler that records everything it sees, in order, and a numbered event.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

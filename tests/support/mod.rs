@@ -1,0 +1,11 @@
+//! What the test binaries share. Each test file includes it with `mod support;` and uses what
+//! it needs.
+//!
+//! - [`recorder`]: a handler that records everything it sees, a numbered event, `wait_until`;
+//! - [`spans`]: handlers that record closed spans and events, and per-span end counts;
+//! - [`phoenix`]: a real Arize Phoenix: whether it is up, and its spans read back.
+#![allow(dead_code)] // each test binary uses a different subset
+
+pub mod phoenix;
+pub mod recorder;
+pub mod spans;
