@@ -1,5 +1,5 @@
-//! What the test binaries share. Each test file includes it with `mod support;` and uses what
-//! it needs.
+//! What the test binaries share. Each binary's `main.rs` includes it with
+//! `#[path = "../support/mod.rs"] mod support;`, and its modules use what they need.
 //!
 //! - [`recorder`]: a handler that records everything it sees, a numbered event, `wait_until`;
 //! - [`spans`]: handlers that record closed spans and events, and per-span end counts;

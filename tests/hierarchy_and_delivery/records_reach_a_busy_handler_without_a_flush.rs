@@ -3,8 +3,6 @@
 //! handler by themselves, within the lingering delay (about a millisecond), with no flush. On a
 //! runtime without tokio's time driver, handlers do not linger and still get every record.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use crate::support::recorder::Seq;

@@ -1,8 +1,6 @@
 //! `flush().await` is a barrier: when it returns, every record emitted before the call has been
 //! handled by every handler, and each handler's flush hook ran after those records.
 
-mod support;
-
 use std::time::Duration;
 
 use crate::support::recorder::{Recorder, Seen, Seq};

@@ -2,8 +2,6 @@
 //! before its events, which come before its exit — also when the span and the events are on
 //! different dispatchers of one chain.
 
-mod support;
-
 use std::collections::HashMap;
 
 use crate::support::recorder::{Rec, Recorder, Seq};

@@ -3,8 +3,6 @@
 //! ancestor and are re-linked when an intermediate appears; standalone dispatchers work; handlers
 //! come and go at any time.
 
-mod support;
-
 use std::time::Duration;
 
 use crate::support::recorder::{Recorder, Seen, Seq, wait_until};
