@@ -394,6 +394,7 @@ impl Handler for FlushesEverything {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_handlers_flushing_globally_from_handle_both_finish() {
+    let _process_wide = crate::support::process_wide().await;
     let one = spanbus::get_dispatcher("edges.flush.one").expect("name");
     let two = spanbus::get_dispatcher("edges.flush.two").expect("name");
     let done = FlushesEverything::default();

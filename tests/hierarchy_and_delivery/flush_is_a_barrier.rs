@@ -89,6 +89,7 @@ async fn flushing_a_child_waits_for_its_ancestors_handlers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_flush_covers_every_dispatcher() {
+    let _process_wide = crate::support::process_wide().await;
     let reg = Registry::new();
     let names = ["one", "two", "two.sub", "three.x"];
     let mut recorders = Vec::new();
@@ -118,7 +119,8 @@ async fn registry_flush_covers_every_dispatcher() {
     assert_eq!(root.0.records().len(), 2_000);
     assert_eq!(root.0.seen().last(), Some(&Seen::Flush));
 
-    // The process-wide flush on an untouched global registry returns at once.
+    // The process-wide flush returns at once: no other test's handler on the global registry
+    // is busy while this test holds the lock (one that ran before left only gone handlers).
     tokio::time::timeout(Duration::from_secs(5), spanbus::flush())
         .await
         .unwrap();

@@ -3,9 +3,22 @@
 //!
 //! - [`recorder`]: a handler that records everything it sees, a numbered event, `wait_until`;
 //! - [`spans`]: handlers that record closed spans and events, and per-span end counts;
-//! - [`phoenix`]: a real Arize Phoenix: whether it is up, and its spans read back.
+//! - [`phoenix`]: a real Arize Phoenix: whether it is up, and its spans read back;
+//! - [`process_wide`]: the lock held by the tests that use the process-wide registry.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod phoenix;
 pub mod recorder;
 pub mod spans;
+
+/// Held by each test that flushes the process-wide registry or attaches handlers to it
+/// (`spanbus::flush`, handlers on `spanbus::get_dispatcher`'s dispatchers), in binaries that
+/// hold more than one such test: the tests of a binary share its process, so without the lock
+/// one's process-wide flush would wait on another's handlers.
+static PROCESS_WIDE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits until no other test of this binary uses the process-wide registry; hold the guard
+/// until the test ends.
+pub async fn process_wide() -> tokio::sync::MutexGuard<'static, ()> {
+    PROCESS_WIDE.lock().await
+}
