@@ -2,8 +2,6 @@
 //! migration; nested spans get the right parent; tag scopes nest and merge (inner key wins);
 //! spans snapshot the tags at entry.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

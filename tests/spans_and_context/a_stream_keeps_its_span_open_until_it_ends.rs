@@ -2,8 +2,6 @@
 //! dropped as cancelled when the stream is dropped early and as a panic when `poll_next`
 //! panics; events emitted while producing items belong to the stream's span.
 
-mod support;
-
 use crate::support::spans::{Outcome, recorded};
 use futures::{StreamExt, stream};
 use serde::Serialize;

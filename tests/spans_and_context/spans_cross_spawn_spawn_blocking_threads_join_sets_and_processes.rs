@@ -2,8 +2,6 @@
 //! `JoinSet`s; a raw `tokio::spawn` does not carry them; a captured context survives JSON and
 //! keeps the parent link; sync code outside any task sees the span of the closure form.
 
-mod support;
-
 use crate::support::spans::{Closed, Spans, recorded};
 use serde_json::json;
 use spanbus::{Context, JoinSetExt, SpanFutureExt, current_span, with_tags};

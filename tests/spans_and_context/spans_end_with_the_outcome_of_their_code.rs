@@ -2,8 +2,6 @@
 //! with the error or panic text while the value or panic passes through unchanged; every drop
 //! also emits a `SpanDropEvent`; manual spans can be ended by hand and made current.
 
-mod support;
-
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
