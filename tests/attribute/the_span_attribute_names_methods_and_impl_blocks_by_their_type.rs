@@ -1,8 +1,6 @@
 //! `#[spanbus::span]` names spans `Type::method` for methods and impl blocks, and by the fn's
 //! path otherwise; each call is its own span; the default dispatcher is the module path.
 
-mod support;
-
 use crate::support::spans::{Outcome, recorded};
 
 struct Store {
@@ -102,7 +100,7 @@ async fn methods_are_named_type_colon_colon_method() {
     let free = concat!(module_path!(), "::free_function");
     assert_eq!(
         free,
-        "the_span_attribute_names_methods_and_impl_blocks_by_their_type::free_function"
+        "attribute::the_span_attribute_names_methods_and_impl_blocks_by_their_type::free_function"
     );
     spans.one(free);
 }

@@ -3,8 +3,6 @@
 //! the panic text on a panic (which keeps unwinding), drop as cancelled when the future is
 //! dropped. Values, errors and panics pass through unchanged.
 
-mod support;
-
 use std::fmt;
 use std::time::Duration;
 
