@@ -1,8 +1,5 @@
 //! Phoenix test 1: a RAG-shaped trace exported over OTLP and read back from a real Arize
 //! Phoenix through its REST API. Run by `.ci/phoenix-tests.sh` (ignored otherwise).
-#![cfg(feature = "otlp")]
-
-mod support;
 
 use std::future::pending;
 use std::time::Duration;

@@ -1,4 +1,3 @@
-#![cfg(feature = "tracing")]
 //! `SpanbusLayer` and `TracingHandler` on the same dispatcher and subscriber: every record
 //! crosses the bridge at most once in each direction, and nothing keeps circulating.
 

@@ -1,7 +1,6 @@
 //! The OTLP endpoint is down (a closed port on 127.0.0.1), then comes back (a tiny local
 //! server that accepts OTLP POSTs and answers 200). The application is never blocked, the
 //! overflow of a small queue is counted exactly, and export resumes.
-#![cfg(feature = "otlp")]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,11 +1,9 @@
 //! Phoenix test 2: two OS processes. Process A (this test) starts process B (this same test
-//! binary, re-executed with `SPANBUS_TEST_SERVER_MODE` set), calls it over loopback HTTP with a
+//! binary, re-executed with `SPANBUS_TEST_SERVER_MODE` set to run only this test, named by its
+//! full path in the binary: see [`harness_name`]), calls it over loopback HTTP with a
 //! `traceparent` header, and both export to Phoenix. Read back, the spans of both processes
 //! form one trace, with B's root parented under A's calling span. Run by
 //! `.ci/phoenix-tests.sh` (ignored otherwise).
-#![cfg(feature = "otlp")]
-
-mod support;
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -25,6 +23,15 @@ use tokio::net::{TcpListener, TcpStream};
 const SERVER_MODE: &str = "SPANBUS_TEST_SERVER_MODE";
 const PROJECT: &str = "SPANBUS_TEST_PROJECT";
 const TEST: &str = "two_processes_form_one_trace_in_phoenix";
+
+/// This test's name as the test harness knows it, for `--exact`: its module path in this
+/// binary (the path without the binary's own name), then the fn.
+fn harness_name() -> String {
+    match module_path!().split_once("::") {
+        Some((_binary, module)) => format!("{module}::{TEST}"),
+        None => TEST.to_owned(),
+    }
+}
 
 fn exporter(project: &str, service: &str) -> OtlpExporter {
     OtlpExporter::builder()
@@ -127,7 +134,12 @@ async fn two_processes_form_one_trace_in_phoenix() {
 
     // Start process B: this test binary, in server mode.
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([TEST, "--exact", "--include-ignored", "--nocapture"])
+        .args([
+            &harness_name(),
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+        ])
         .env(SERVER_MODE, "1")
         .env(PROJECT, &project)
         .env("SPANBUS_PHOENIX_URL", &base)

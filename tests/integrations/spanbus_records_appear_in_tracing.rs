@@ -1,4 +1,3 @@
-#![cfg(feature = "tracing")]
 //! `TracingHandler`: spanbus events and span signals are re-emitted as `tracing` events with
 //! target `spanbus` and the record's fields.
 

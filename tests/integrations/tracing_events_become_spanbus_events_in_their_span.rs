@@ -1,4 +1,3 @@
-#![cfg(feature = "tracing")]
 //! `SpanbusLayer`: `tracing` events become `TracingEvent`s attributed to the right span, and
 //! spanbus events emitted inside `tracing` spans are attributed to those spans.
 

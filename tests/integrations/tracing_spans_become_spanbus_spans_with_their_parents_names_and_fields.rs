@@ -1,4 +1,3 @@
-#![cfg(feature = "tracing")]
 //! `SpanbusLayer`: `tracing` spans become spanbus spans on the chosen dispatcher, with the
 //! right names, parents, and fields as `args`.
 
