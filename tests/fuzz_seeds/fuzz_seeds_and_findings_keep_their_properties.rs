@@ -8,7 +8,7 @@
 //! `tracestate` values that parse round-trip through `Display`; `extract` never panics and what
 //! it extracts injects and extracts back to the same span.
 
-#[path = "../fuzz/src/checks.rs"]
+#[path = "../../fuzz/src/checks.rs"]
 mod checks;
 
 use std::path::PathBuf;
