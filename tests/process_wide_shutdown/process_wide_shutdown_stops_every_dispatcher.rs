@@ -1,7 +1,6 @@
 //! The process-wide registry: `spanbus::shutdown` shuts down every dispatcher of the process.
-//! This file is its own test binary, so the global registry here is this test's alone.
-
-mod support;
+//! This is the only test of its binary (`process_wide_shutdown`), so the global registry here is
+//! this test's alone: a test beside it would find its dispatchers shut down.
 
 use std::time::Duration;
 

@@ -5,7 +5,8 @@
 //! `(capacity + overflow) records × 1 KiB + 16 MiB` and every span is accounted for. Each test
 //! prints its figures.
 //!
-//! The tests measure the whole process's RSS, so they run one at a time (`SERIAL`).
+//! The tests measure the whole process's RSS, so they run one at a time (`SERIAL`), in a binary
+//! of their own (`memory_bound`): another test beside them would count in their figures.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
