@@ -1,8 +1,6 @@
 //! Shutdown: returns by its deadline even with a handler hung forever, names that handler,
 //! drops open spans with reason `Shutdown`, is idempotent, and refuses work afterwards.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use spanbus::{Dispatcher, SpanFutureExt};
 
-mod support;
 use crate::support::spans::{SpanEnds as Recorder, tally_span_ends};
 
 async fn one_round(round: u32) -> (usize, usize, usize) {

@@ -2,8 +2,6 @@
 //! until shutdown): every span that was entered is closed exactly once — exited or dropped —
 //! and none is left open after shutdown.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -2,8 +2,6 @@
 //! bad dispatcher names, emitting after shutdown, adding a handler outside a runtime or with a
 //! lossy capacity of 0, and an event whose `Serialize` fails.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

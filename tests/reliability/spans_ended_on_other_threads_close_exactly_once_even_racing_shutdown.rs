@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use spanbus::{Dispatcher, OpenSpan};
 
-mod support;
 use crate::support::spans::{SpanEnds as Recorder, tally_span_ends};
 
 /// Threads that enter spans and hand them to the next thread to end (exit or fail).

@@ -2,8 +2,6 @@
 //! handlers nor slows or breaks emitters; its panics are counted with the first message, and it
 //! keeps receiving the records after each panic.
 
-mod support;
-
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 

@@ -2,8 +2,6 @@
 //! emitted exactly, the handler is told in-band (before the records after each gap) how many it
 //! missed, and a lossless handler on the same dispatcher still gets everything.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! lost: the emitter waits for room instead.
 //!
 //! The default size (1,000,000 events) keeps debug CI fast; the full row (10,000,000 events)
-//! runs with `cargo test --release --test reliability_lossless_load_loses_nothing -- --ignored`.
+//! runs with `cargo test --release --test reliability reliability_lossless_load -- --ignored`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
