@@ -9,7 +9,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod bad_input_gives_typed_errors_and_nothing_else_is_lost;
 mod every_opened_span_is_closed_exactly_once;
 mod reliability_a_panicking_handler_is_isolated;
 mod reliability_a_stalled_lossy_handler_counts_every_drop;

@@ -1,29 +1,24 @@
 //! Reliability matrix, row "bad input" (SPEC §4): each bad input gets a clear typed error (its
 //! `Display` message is checked word for word), nothing panics, and nothing else is lost.
 //!
-//! Covered: emitting after shutdown (async and sync), adding a handler after shutdown, spans
-//! after shutdown, invalid dispatcher names on every constructor, an event whose `Serialize`
-//! fails (through [`Record::to_json`]), a lossy capacity of zero, adding a handler outside a
-//! runtime, and malformed span and trace ids. A malformed W3C `traceparent` header is not here
-//! yet: its parser arrives with the OTLP and propagation work, and its case joins this file then.
-//! (The matrix row "OTLP endpoint down, then back" likewise waits for the OTLP exporter.)
+//! Covered: emitting after shutdown (async and sync, also on a dispatcher that never had a
+//! handler), adding a handler after shutdown, spans after shutdown, invalid dispatcher names on
+//! every constructor, an event whose `Serialize` fails (through [`Record::to_json`]), a lossy
+//! capacity of zero, adding a handler outside a runtime, and malformed span and trace ids. A
+//! malformed W3C `traceparent` header is not here yet: its parser arrives with the OTLP and
+//! propagation work, and its case joins this file then. (The matrix row "OTLP endpoint down,
+//! then back" likewise waits for the OTLP exporter.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::recorder::{Recorder, Seq};
 use serde::{Serialize, Serializer};
 use spanbus::{
     Dispatcher, EmitError, Event, EventHandler, HandlerError, HandlerOptions, NameError, Record,
     Registry, SpanFutureExt, SpanId, TraceId,
 };
-
-#[derive(Serialize)]
-struct Good(u64);
-
-impl Event for Good {
-    const NAME: &'static str = "Good";
-}
 
 /// A payload whose `Serialize` implementation fails.
 struct Refuses;
@@ -48,66 +43,118 @@ impl Event for TupleKeys {
     const NAME: &'static str = "TupleKeys";
 }
 
-/// Serializes every event it sees, keeping the JSON of the good ones and the error texts.
+/// What [`Serializes`] found, in order: for each event that serialized, its JSON `class_name`
+/// and `n`; for each that did not, the event the error names and the error's message.
+type Serialized = Vec<Result<(String, u64), (&'static str, String)>>;
+
+/// Serializes every event it sees, keeping what came out; publishes at each flush.
 #[derive(Default)]
 struct Serializes {
-    good: Vec<u64>,
-    errors: Vec<String>,
-    out: Arc<Mutex<(Vec<u64>, Vec<String>)>>,
+    found: Serialized,
+    out: Arc<Mutex<Serialized>>,
 }
 
 impl EventHandler for Serializes {
     async fn handle(&mut self, record: &Record) {
-        match record.to_json() {
-            Ok(map) => {
-                if record.class_name() == "Good" {
-                    self.good
-                        .push(map["value"].as_u64().expect("Good is a number"));
-                }
+        let found = match record.to_json() {
+            Ok(map) => Ok((
+                map["class_name"].as_str().unwrap_or_default().to_owned(),
+                map["n"].as_u64().expect("only Seq events serialize here"),
+            )),
+            Err(e) => {
+                assert!(
+                    std::error::Error::source(&e).is_some(),
+                    "serde's error is the source"
+                );
+                Err((e.event, e.to_string()))
             }
-            Err(e) => self.errors.push(e.to_string()),
-        }
+        };
+        self.found.push(found);
     }
 
-    async fn close(&mut self) {
-        *self.out.lock().unwrap() = (self.good.clone(), std::mem::take(&mut self.errors));
+    async fn flush(&mut self) {
+        *self.out.lock().unwrap() = self.found.clone();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_typed_error_and_nothing_else_is_lost() {
     let mut cases = 0;
+    let seq = |n| Seq { emitter: 0, n };
 
     // ---- an unserializable payload, between good ones ------------------------------------
     let d = Dispatcher::new("reliability.bad").unwrap();
-    let out = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+    let out = Arc::new(Mutex::new(Serialized::default()));
     d.add_event_handler(Serializes {
         out: Arc::clone(&out),
         ..Serializes::default()
     })
     .unwrap();
-    d.event(Good(1)).await.unwrap();
+    let other = Recorder::new();
+    d.add_handler(other.clone()).unwrap();
+    d.event(seq(1)).await.unwrap();
     d.event(Refuses).await.unwrap(); // emitting is fine: serialization happens in handlers
-    d.event(Good(2)).now().unwrap();
+    d.event(seq(2)).now().unwrap();
     d.event(TupleKeys(HashMap::from([((1, 2), 3)])))
         .await
         .unwrap();
-    d.event(Good(3)).await.unwrap();
+    d.event(seq(3)).await.unwrap();
+    d.flush().await;
     cases += 2;
+    let found = out.lock().unwrap().clone();
+    let good = |n| Ok(("Seq".to_owned(), n));
+    assert_eq!(
+        found,
+        [
+            good(1),
+            Err((
+                "Refuses",
+                "event \"Refuses\" could not be serialized: this payload refuses to be serialized"
+                    .to_owned()
+            )),
+            good(2),
+            Err((
+                "TupleKeys",
+                "event \"TupleKeys\" could not be serialized: key must be a string".to_owned()
+            )),
+            good(3),
+        ],
+        "the good events around the bad ones were kept, in order"
+    );
+    // The handler beside it got everything, and nobody panicked.
+    assert_eq!(other.seqs(), [1, 2, 3]);
+    assert_eq!(other.records().len(), 5);
+    let stats = d.handler_stats();
+    assert_eq!(stats.len(), 2);
+    assert!(
+        stats
+            .iter()
+            .all(|(_, s)| s.delivered == 5 && s.panicked == 0),
+        "{stats:?}"
+    );
 
     // ---- a lossy capacity of zero ---------------------------------------------------------
-    let err = d
+    let event_handler_err = d
         .add_event_handler_with(Serializes::default(), HandlerOptions::new().lossy(0))
         .unwrap_err();
-    assert_eq!(
-        err,
-        HandlerError::InvalidOptions("a lossy capacity must be at least 1")
-    );
-    assert_eq!(
-        err.to_string(),
-        "invalid handler options: a lossy capacity must be at least 1"
-    );
-    cases += 1;
+    let handler_err = d
+        .add_handler_with(Recorder::new(), HandlerOptions::new().lossy(0))
+        .unwrap_err();
+    for err in [event_handler_err, handler_err] {
+        assert_eq!(
+            err,
+            HandlerError::InvalidOptions("a lossy capacity must be at least 1")
+        );
+        assert_eq!(
+            err.to_string(),
+            "invalid handler options: a lossy capacity must be at least 1"
+        );
+        cases += 1;
+    }
+    assert_eq!(d.handler_stats().len(), 2, "nothing was attached");
+    // The smallest valid capacity is accepted.
+    d.add_handler_with(Recorder::new(), HandlerOptions::new().lossy(1))
+        .unwrap();
 
     // ---- after shutdown ---------------------------------------------------------------------
     let report = d.shutdown(Duration::from_secs(10)).await;
@@ -115,10 +162,10 @@ async fn bad_input_gets_a_typed_error_and_nothing_else_is_lost() {
         dispatcher: "reliability.bad".to_owned(),
     };
     let message = "dispatcher \"reliability.bad\" has been shut down";
-    let async_err = d.event(Good(4)).await.unwrap_err();
+    let async_err = d.event(seq(4)).await.unwrap_err();
     assert_eq!(async_err, shut);
     assert_eq!(async_err.to_string(), message);
-    let sync_err = d.event(Good(5)).now().unwrap_err();
+    let sync_err = d.event(seq(5)).now().unwrap_err();
     assert_eq!(sync_err, shut);
     let handler_err = d.add_event_handler(Serializes::default()).unwrap_err();
     assert_eq!(
@@ -134,34 +181,25 @@ async fn bad_input_gets_a_typed_error_and_nothing_else_is_lost() {
     let late: Result<(), &str> = d.span("late").in_scope_result(|| Err("late error"));
     assert_eq!(late, Err("late error"));
     d.span("late").enter().exit();
-    // A dispatcher that never had a handler refuses too, once shut down.
+    // A dispatcher that never had a handler refuses too, once shut down, on both paths.
     let quiet = Dispatcher::new("reliability.quiet").unwrap();
-    quiet.shutdown(Duration::from_secs(1)).await;
-    assert!(matches!(
-        quiet.event(Good(6)).await,
-        Err(EmitError::ShutDown { .. })
-    ));
-    cases += 6;
+    let quiet_report = quiet.shutdown(Duration::from_secs(1)).await;
+    assert!(quiet_report.handlers.is_empty());
+    let quiet_shut = EmitError::ShutDown {
+        dispatcher: "reliability.quiet".to_owned(),
+    };
+    assert_eq!(quiet.event(seq(6)).await.unwrap_err(), quiet_shut);
+    assert_eq!(quiet.event(seq(7)).now().unwrap_err(), quiet_shut);
+    cases += 7;
 
-    let (good, errors) = out.lock().unwrap().clone();
-    assert_eq!(
-        good,
-        [1, 2, 3],
-        "the good events around the bad ones were kept"
-    );
-    assert_eq!(
-        errors,
-        [
-            "event \"Refuses\" could not be serialized: this payload refuses to be serialized",
-            "event \"TupleKeys\" could not be serialized: key must be a string",
-        ]
-    );
+    // Nothing reached the handlers after shutdown; the report agrees with what they saw.
+    assert_eq!(other.records().len(), 5);
     assert_eq!(report.handlers[0].stats.delivered, 5);
     assert_eq!(report.handlers[0].stats.panicked, 0);
 
     // ---- bad dispatcher names ---------------------------------------------------------------
     let registry = Registry::new();
-    let bad_names: [(&str, NameError, &str); 7] = [
+    let bad_names: Vec<(&str, NameError, &str)> = vec![
         (
             "",
             NameError::Empty,
@@ -176,12 +214,28 @@ async fn bad_input_gets_a_typed_error_and_nothing_else_is_lost() {
             "invalid dispatcher name \"app..llm\": empty segment at position 2",
         ),
         (
+            "a..b",
+            NameError::EmptySegment {
+                name: "a..b".into(),
+                position: 2,
+            },
+            "invalid dispatcher name \"a..b\": empty segment at position 2",
+        ),
+        (
             ".app",
             NameError::EmptySegment {
                 name: ".app".into(),
                 position: 1,
             },
             "invalid dispatcher name \".app\": empty segment at position 1",
+        ),
+        (
+            ".a",
+            NameError::EmptySegment {
+                name: ".a".into(),
+                position: 1,
+            },
+            "invalid dispatcher name \".a\": empty segment at position 1",
         ),
         (
             "app.",
@@ -192,12 +246,36 @@ async fn bad_input_gets_a_typed_error_and_nothing_else_is_lost() {
             "invalid dispatcher name \"app.\": empty segment at position 2",
         ),
         (
+            "a.",
+            NameError::EmptySegment {
+                name: "a.".into(),
+                position: 2,
+            },
+            "invalid dispatcher name \"a.\": empty segment at position 2",
+        ),
+        (
+            ".",
+            NameError::EmptySegment {
+                name: ".".into(),
+                position: 1,
+            },
+            "invalid dispatcher name \".\": empty segment at position 1",
+        ),
+        (
             "my app",
             NameError::InvalidChar {
                 name: "my app".into(),
                 ch: ' ',
             },
             "invalid dispatcher name \"my app\": character ' ' is not allowed",
+        ),
+        (
+            "app\tx",
+            NameError::InvalidChar {
+                name: "app\tx".into(),
+                ch: '\t',
+            },
+            "invalid dispatcher name \"app\\tx\": character '\\t' is not allowed",
         ),
         (
             "app\n.llm",
@@ -208,12 +286,36 @@ async fn bad_input_gets_a_typed_error_and_nothing_else_is_lost() {
             "invalid dispatcher name \"app\\n.llm\": character '\\n' is not allowed",
         ),
         (
+            "app\u{0}",
+            NameError::InvalidChar {
+                name: "app\u{0}".into(),
+                ch: '\0',
+            },
+            "invalid dispatcher name \"app\\0\": character '\\0' is not allowed",
+        ),
+        (
             "app.\u{7f}",
             NameError::InvalidChar {
                 name: "app.\u{7f}".into(),
                 ch: '\u{7f}',
             },
             "invalid dispatcher name \"app.\\u{7f}\": character '\\u{7f}' is not allowed",
+        ),
+        (
+            "a.\u{7f}",
+            NameError::InvalidChar {
+                name: "a.\u{7f}".into(),
+                ch: '\u{7f}',
+            },
+            "invalid dispatcher name \"a.\\u{7f}\": character '\\u{7f}' is not allowed",
+        ),
+        (
+            "nbsp\u{a0}x",
+            NameError::InvalidChar {
+                name: "nbsp\u{a0}x".into(),
+                ch: '\u{a0}',
+            },
+            "invalid dispatcher name \"nbsp\\u{a0}x\": character '\\u{a0}' is not allowed",
         ),
     ];
     for (name, expected, message) in &bad_names {
@@ -223,13 +325,18 @@ async fn bad_input_gets_a_typed_error_and_nothing_else_is_lost() {
             registry.get_dispatcher(name).unwrap_err(),
             spanbus::get_dispatcher(name).unwrap_err(),
         ] {
-            assert_eq!(&err, expected);
-            assert_eq!(err.to_string(), *message);
+            assert_eq!(&err, expected, "{name:?}");
+            assert_eq!(err.to_string(), *message, "{name:?}");
+            let _: &dyn std::error::Error = &err;
             cases += 1;
         }
     }
     // Nothing was registered by the failed calls.
     assert_eq!(registry.dispatchers().len(), 1, "only the root");
+    // Good names, including non-ASCII letters, digits, dashes and underscores, are fine.
+    for good in ["a", "app.retriever", "llama_index.core-2", "δ.ε", "root.x"] {
+        assert_eq!(registry.get_dispatcher(good).unwrap().name(), good);
+    }
 
     // ---- malformed ids ----------------------------------------------------------------------
     for (input, message) in [
@@ -255,23 +362,29 @@ async fn bad_input_gets_a_typed_error_and_nothing_else_is_lost() {
     println!(
         "bad input: cases={cases} typed_errors={cases} panics=0 good_events_kept={}/3 \
          serialize_errors={}",
-        good.len(),
-        errors.len()
+        found.iter().filter(|f| f.is_ok()).count(),
+        found.iter().filter(|f| f.is_err()).count()
     );
 }
 
 #[test]
 fn adding_a_handler_outside_a_runtime_is_a_typed_error() {
     let d = Dispatcher::new("reliability.no_runtime").unwrap();
-    let err = d.add_span_handler(spanbus::handlers::NullSpanHandler).err();
-    let err = err.expect("no runtime here");
-    assert_eq!(err, HandlerError::NoRuntime);
-    assert_eq!(
-        err.to_string(),
-        "no tokio runtime is running on this thread: add handlers from inside a runtime"
-    );
-    // Emitting without handlers (and so without a runtime) is a no-op, not an error.
-    d.event(Good(1)).now().unwrap();
+    let span_handler_err = d
+        .add_span_handler(spanbus::handlers::NullSpanHandler)
+        .expect_err("no runtime here");
+    let handler_err = d.add_handler(Recorder::new()).unwrap_err();
+    for err in [span_handler_err, handler_err] {
+        assert_eq!(err, HandlerError::NoRuntime);
+        assert_eq!(
+            err.to_string(),
+            "no tokio runtime is running on this thread: add handlers from inside a runtime"
+        );
+    }
+    assert!(d.handler_stats().is_empty());
+    // Emitting without handlers (and so without a runtime) is a no-op, not an error; spans
+    // still run their code.
+    d.event(Seq { emitter: 0, n: 0 }).now().unwrap();
     assert_eq!(d.span("no runtime").in_scope(|| 1), 1);
     println!("bad input (no runtime): add_handler -> HandlerError::NoRuntime, emit -> Ok");
 }
