@@ -4,10 +4,12 @@
 //! Covered: emitting after shutdown (async and sync, also on a dispatcher that never had a
 //! handler), adding a handler after shutdown, spans after shutdown, invalid dispatcher names on
 //! every constructor, an event whose `Serialize` fails (through [`Record::to_json`]), a lossy
-//! capacity of zero, adding a handler outside a runtime, and malformed span and trace ids. A
-//! malformed W3C `traceparent` header is not here yet: its parser arrives with the OTLP and
-//! propagation work, and its case joins this file then. (The matrix row "OTLP endpoint down,
-//! then back" likewise waits for the OTLP exporter.)
+//! capacity of zero, adding a handler outside a runtime, malformed span and trace ids, and
+//! malformed or missing W3C `traceparent` headers ([`spanbus::propagation::extract`]; every
+//! kind of malformed value is checked in the spans_and_context binary, module
+//! `traceparent_headers_continue_a_trace_and_malformed_ones_give_typed_errors`). The matrix
+//! row "OTLP endpoint down, then back" is in the integrations binary:
+//! `the_otlp_exporter_never_blocks_counts_overflow_exactly_and_resumes_when_the_endpoint_returns`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use crate::support::recorder::{Recorder, Seq};
 use serde::{Serialize, Serializer};
+use spanbus::propagation::{TraceParentError, extract};
 use spanbus::{
     Dispatcher, EmitError, Event, EventHandler, HandlerError, HandlerOptions, NameError, Record,
     Registry, SpanFutureExt, SpanId, TraceId,
@@ -358,6 +361,38 @@ async fn bad_input_gets_a_typed_error_and_nothing_else_is_lost() {
         .unwrap_err();
     assert_eq!(err.kind, "TraceId");
     cases += 1;
+
+    // ---- malformed or missing traceparent headers --------------------------------------------
+    let headers = |value: Option<&str>| -> HashMap<String, String> {
+        value
+            .map(|v| ("traceparent".to_owned(), v.to_owned()))
+            .into_iter()
+            .collect()
+    };
+    for (value, expected, message) in [
+        (
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01"),
+            TraceParentError::MissingDash { position: 35 },
+            "traceparent expects '-' at position 35",
+        ),
+        (
+            Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            TraceParentError::ZeroTraceId,
+            "traceparent trace-id is all zeroes",
+        ),
+        (
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"),
+            TraceParentError::TooShort { len: 52 },
+            "traceparent is too short: 52 characters, need 55",
+        ),
+        (None, TraceParentError::Missing, "no traceparent header"),
+    ] {
+        let err = extract(&headers(value)).unwrap_err();
+        assert_eq!(err, expected, "{value:?}");
+        assert_eq!(err.to_string(), message, "{value:?}");
+        let _: &dyn std::error::Error = &err;
+        cases += 1;
+    }
 
     println!(
         "bad input: cases={cases} typed_errors={cases} panics=0 good_events_kept={}/3 \
