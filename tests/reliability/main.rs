@@ -9,7 +9,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod every_opened_span_is_closed_exactly_once;
 mod reliability_a_panicking_handler_is_isolated;
 mod reliability_a_stalled_lossy_handler_counts_every_drop;
 mod reliability_an_emit_racing_shutdown_is_delivered_or_refused;

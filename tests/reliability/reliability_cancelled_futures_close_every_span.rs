@@ -3,11 +3,15 @@
 //! shutdown.
 //!
 //! Each future is a random tree of nested spans (depth 1–3) that emit events and yield between
-//! steps. Each is then, at random: run to completion; dropped after a random number of polls;
-//! spawned and aborted from another task after a random number of yields; or polled once and
-//! kept alive across shutdown (shutdown must drop its spans, and dropping the future afterwards
-//! must not close them a second time). A recording handler counts, per span id, the enters
-//! against the exits plus drops. The seed is printed; set `SPANBUS_SEED` to replay one.
+//! steps; its root span is on a dispatcher and the deeper ones on a child of it, whose records
+//! reach the recording handler on the parent. Each is then, at random: run to completion;
+//! dropped after a random number of polls; spawned and aborted from another task after a random
+//! number of yields; polled once and kept alive across shutdown; or spawned inside one more
+//! span that waits forever after the tree, so that its task is still running at shutdown.
+//! Shutdown must drop the spans of the last two, and dropping them afterwards must not close
+//! them a second time. The recording handler counts, per span id, the enters against the exits
+//! plus drops, and the ends it saw before the enter. The seed is printed; set `SPANBUS_SEED` to
+//! replay one.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,7 +22,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::Serialize;
-use spanbus::{Dispatcher, DropReason, Event, Handler, Record, RecordKind, SpanFutureExt, SpanId};
+use spanbus::{
+    Dispatcher, DropReason, Event, Handler, Record, RecordKind, Registry, SpanFutureExt, SpanId,
+};
 
 #[derive(Serialize)]
 struct Step(u32);
@@ -49,6 +55,8 @@ struct Counts {
     enters: u32,
     exits: u32,
     drops: u32,
+    /// Exits and drops seen before the span's enter.
+    early: u32,
 }
 
 #[derive(Default)]
@@ -67,9 +75,15 @@ impl Handler for Recorder {
     async fn handle(&mut self, record: &Record) {
         match record.kind() {
             RecordKind::SpanEnter(e) => self.log.spans.entry(e.id).or_default().enters += 1,
-            RecordKind::SpanExit(e) => self.log.spans.entry(e.id).or_default().exits += 1,
+            RecordKind::SpanExit(e) => {
+                let c = self.log.spans.entry(e.id).or_default();
+                c.exits += 1;
+                c.early += u32::from(c.enters == 0);
+            }
             RecordKind::SpanDrop(e) => {
-                self.log.spans.entry(e.id).or_default().drops += 1;
+                let c = self.log.spans.entry(e.id).or_default();
+                c.drops += 1;
+                c.early += u32::from(c.enters == 0);
                 *self.log.drop_reasons.entry(e.reason).or_default() += 1;
             }
             _ => {}
@@ -83,8 +97,21 @@ impl Handler for Recorder {
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// The dispatchers of the spans: the root span of each tree on `top`, the deeper ones on its
+/// child `leaf`.
+#[derive(Clone)]
+struct Chain {
+    top: Dispatcher,
+    leaf: Dispatcher,
+}
+
 /// A random tree of spans: each level yields, emits, and awaits 0–2 children.
-fn work(d: Dispatcher, depth: u32, mut rng: Rng, started: Arc<AtomicU64>) -> BoxFuture {
+fn work(chain: Chain, depth: u32, mut rng: Rng, started: Arc<AtomicU64>) -> BoxFuture {
+    let d = if depth == 1 {
+        chain.top.clone()
+    } else {
+        chain.leaf.clone()
+    };
     let span = d.span(format!("level-{depth}"));
     Box::pin(
         async move {
@@ -96,7 +123,7 @@ fn work(d: Dispatcher, depth: u32, mut rng: Rng, started: Arc<AtomicU64>) -> Box
             if depth < 3 {
                 for _ in 0..rng.below(3) {
                     let child = Rng(rng.next() | 1);
-                    work(d.clone(), depth + 1, child, Arc::clone(&started)).await;
+                    work(chain.clone(), depth + 1, child, Arc::clone(&started)).await;
                     tokio::task::yield_now().await;
                 }
             }
@@ -148,7 +175,12 @@ async fn cancel_at_random(n: u64) {
                 | 1
         });
     let mut rng = Rng(seed);
-    let d = Dispatcher::new("reliability.cancel").unwrap();
+    let registry = Registry::new();
+    let chain = Chain {
+        top: registry.get_dispatcher("reliability.cancel").unwrap(),
+        leaf: registry.get_dispatcher("reliability.cancel.leaf").unwrap(),
+    };
+    let d = &chain.top;
     let out = Arc::new(Mutex::new(None));
     d.add_handler(Recorder {
         log: Log::default(),
@@ -159,9 +191,10 @@ async fn cancel_at_random(n: u64) {
 
     let mut tasks = Vec::new();
     let mut kept_open = Vec::new();
+    let mut parked = Vec::new();
     let (mut completed, mut dropped_after_polls, mut aborted) = (0u64, 0u64, 0u64);
     for i in 0..n {
-        let fut = work(d.clone(), 1, Rng(rng.next() | 1), Arc::clone(&started));
+        let fut = work(chain.clone(), 1, Rng(rng.next() | 1), Arc::clone(&started));
         match rng.below(100) {
             // Kept alive, half-run, across shutdown.
             0 => {
@@ -169,7 +202,19 @@ async fn cancel_at_random(n: u64) {
                 let _ = futures::poll!(&mut fut);
                 kept_open.push(fut);
             }
-            1..=33 => tasks.push(tokio::spawn(async move {
+            // Still running at shutdown, parked inside a span of the child dispatcher.
+            1 => {
+                let started = Arc::clone(&started);
+                parked.push(tokio::spawn(
+                    async move {
+                        started.fetch_add(1, Ordering::Relaxed);
+                        fut.await;
+                        std::future::pending::<()>().await;
+                    }
+                    .in_span(chain.leaf.span("parked")),
+                ));
+            }
+            2..=33 => tasks.push(tokio::spawn(async move {
                 fut.await;
                 0u8
             })),
@@ -212,9 +257,14 @@ async fn cancel_at_random(n: u64) {
         }
     }
 
-    let report = d.shutdown(Duration::from_secs(60)).await;
-    let kept = kept_open.len();
-    drop(kept_open); // after shutdown: must not close anything a second time
+    let report = registry.shutdown(Duration::from_secs(60)).await;
+    // After shutdown: dropping these must not close anything a second time.
+    let (kept, parked_tasks) = (kept_open.len(), parked.len());
+    drop(kept_open);
+    for task in parked {
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+    }
 
     let log = out.lock().unwrap().take().expect("recorder closed");
     let opened = log.spans.values().filter(|c| c.enters > 0).count() as u64;
@@ -230,14 +280,16 @@ async fn cancel_at_random(n: u64) {
         .count();
     let closed_twice = log.spans.values().filter(|c| c.exits + c.drops > 1).count();
     let closed_unopened = log.spans.values().filter(|c| c.enters == 0).count();
+    let closed_before_enter = log.spans.values().filter(|c| c.early > 0).count();
     let exits: u64 = log.spans.values().map(|c| u64::from(c.exits)).sum();
     let reason = |r| log.drop_reasons.get(&r).copied().unwrap_or(0);
     println!(
         "cancel: seed={seed} futures={n} completed={completed} dropped_after_polls={dropped_after_polls} \
-         aborted={aborted} kept_open_across_shutdown={kept} spans_opened={opened} \
-         closed_exactly_once={closed_once} never_closed={never_closed} closed_twice={closed_twice} \
-         closed_unopened={closed_unopened} exits={exits} drops_cancelled={} drops_shutdown={} \
-         open_after_shutdown={}",
+         aborted={aborted} kept_open_across_shutdown={kept} running_at_shutdown={parked_tasks} \
+         spans_opened={opened} closed_exactly_once={closed_once} never_closed={never_closed} \
+         closed_twice={closed_twice} closed_unopened={closed_unopened} \
+         closed_before_enter={closed_before_enter} exits={exits} drops_cancelled={} \
+         drops_shutdown={} open_after_shutdown={}",
         reason(DropReason::Cancelled),
         reason(DropReason::Shutdown),
         opened - closed_once,
@@ -248,10 +300,19 @@ async fn cancel_at_random(n: u64) {
         started.load(Ordering::Relaxed),
         "every entered span was seen"
     );
+    assert!(opened >= n / 2, "most futures were polled");
     assert_eq!(closed_once, opened, "every opened span closed exactly once");
-    assert_eq!((never_closed, closed_twice, closed_unopened), (0, 0, 0));
+    assert_eq!(
+        (
+            never_closed,
+            closed_twice,
+            closed_unopened,
+            closed_before_enter
+        ),
+        (0, 0, 0, 0)
+    );
     assert_eq!(reason(DropReason::Shutdown), report.spans_dropped);
-    assert!(report.spans_dropped > 0 || kept == 0);
+    assert!(report.spans_dropped > 0 || kept + parked_tasks == 0);
     assert!(
         reason(DropReason::Cancelled) > 0,
         "the run cancelled something"
