@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::support::recorder::wait_until;
 use serde::Serialize;
 use spanbus::{
     Dispatcher, DropReason, Event, Handler, Record, RecordKind, Registry, SpanFutureExt, SpanId,
@@ -192,6 +193,7 @@ async fn cancel_at_random(n: u64) {
     let mut tasks = Vec::new();
     let mut kept_open = Vec::new();
     let mut parked = Vec::new();
+    let parked_ready = Arc::new(AtomicU64::new(0));
     let (mut completed, mut dropped_after_polls, mut aborted) = (0u64, 0u64, 0u64);
     for i in 0..n {
         let fut = work(chain.clone(), 1, Rng(rng.next() | 1), Arc::clone(&started));
@@ -204,11 +206,12 @@ async fn cancel_at_random(n: u64) {
             }
             // Still running at shutdown, parked inside a span of the child dispatcher.
             1 => {
-                let started = Arc::clone(&started);
+                let (started, ready) = (Arc::clone(&started), Arc::clone(&parked_ready));
                 parked.push(tokio::spawn(
                     async move {
                         started.fetch_add(1, Ordering::Relaxed);
                         fut.await;
+                        ready.fetch_add(1, Ordering::SeqCst);
                         std::future::pending::<()>().await;
                     }
                     .in_span(chain.leaf.span("parked")),
@@ -256,6 +259,15 @@ async fn cancel_at_random(n: u64) {
             _ => aborted += 1,
         }
     }
+
+    // Every parked task is inside its span before shutdown begins (a span entered once it has
+    // begun emits nothing, and would not be seen).
+    let parked_all = parked.len() as u64;
+    let all_parked = || parked_ready.load(Ordering::SeqCst) == parked_all;
+    assert!(
+        wait_until(Duration::from_secs(60), all_parked).await,
+        "the parked tasks reached their wait"
+    );
 
     let report = registry.shutdown(Duration::from_secs(60)).await;
     // After shutdown: dropping these must not close anything a second time.
