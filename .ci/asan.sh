@@ -13,8 +13,8 @@ asan_test() {
   RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address --cfg spanbus_asan" \
     cargo test --target x86_64-unknown-linux-gnu --target-dir target/asan "$@"
 }
-asan_test \
-  --test events_of_any_size_and_alignment_read_back_intact_and_drop_once \
-  --test a_handler_removed_mid_batch_still_reads_whole_records \
-  --test the_current_span_and_tags_follow_each_task
+asan_test --test hierarchy_and_delivery --test spans_and_context -- \
+  events_of_any_size_and_alignment_read_back_intact_and_drop_once:: \
+  a_handler_removed_mid_batch_still_reads_whole_records:: \
+  the_current_span_and_tags_follow_each_task::
 asan_test --lib -- context:: delivery:: pool:: record::

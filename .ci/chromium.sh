@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Debian's chromium for the waterfall-page test (tests/the_waterfall_page_draws_every_span.rs).
+# Installs Debian's chromium for the waterfall-page test (tests/outputs/the_waterfall_page_draws_every_span.rs).
 # Idempotent: does nothing when /usr/bin/chromium is already there.
 set -euo pipefail
 

@@ -13,7 +13,7 @@
 # RUSTC_BOOTSTRAP needed). Switching sanitizers rebuilds fuzz/target.
 #
 # Not part of .ci/run (too slow for every push): the properties run in CI without the fuzzer
-# through tests/fuzz_seeds_and_findings_keep_their_properties.rs.
+# through tests/fuzz_seeds/ (`cargo test --test fuzz_seeds`).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 

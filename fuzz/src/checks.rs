@@ -1,6 +1,6 @@
 //! The properties the fuzz targets check, shared with the regression test
-//! `tests/fuzz_findings_and_seeds_keep_their_properties.rs` (which includes this file with
-//! `#[path]`), so CI checks the same properties on the seeds without the fuzzer.
+//! `tests/fuzz_seeds/fuzz_seeds_and_findings_keep_their_properties.rs` (which includes this
+//! file with `#[path]`), so CI checks the same properties on the seeds without the fuzzer.
 //!
 //! Every check panics when its property fails: that is what a fuzzer reports as a crash.
 

@@ -1,0 +1,26 @@
+//! The bridges to other tools: `tracing` both ways (feature `tracing`), the OTLP exporter when
+//! its endpoint is down and back (feature `otlp`), the OpenInference attributes, and the Phoenix
+//! tests, which export to a real Arize Phoenix and read the spans back: ignored here, run by
+//! `.ci/phoenix-tests.sh`.
+//!
+//! One module per behaviour, each a test binary of its own before the tests were grouped by
+//! area: `cargo test --all-features --test integrations <module>` runs one.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+#[cfg(feature = "otlp")]
+mod a_pipeline_trace_reads_back_from_phoenix_with_parents_statuses_attributes_and_kinds;
+mod openinference_attributes_come_from_the_llm_event_catalog_in_either_shape;
+#[cfg(feature = "tracing")]
+mod spanbus_records_appear_in_tracing;
+#[cfg(feature = "otlp")]
+mod the_otlp_exporter_never_blocks_counts_overflow_exactly_and_resumes_when_the_endpoint_returns;
+#[cfg(feature = "tracing")]
+mod the_tracing_bridge_does_not_loop;
+#[cfg(feature = "tracing")]
+mod tracing_events_become_spanbus_events_in_their_span;
+#[cfg(feature = "tracing")]
+mod tracing_spans_become_spanbus_spans_with_their_parents_names_and_fields;
+#[cfg(feature = "otlp")]
+mod two_processes_calling_over_http_with_traceparent_form_one_trace_in_phoenix;
