@@ -118,7 +118,7 @@ fn context(c: &mut Criterion) {
             b.iter(|| black_box(current_span()))
         });
         group.bench_function("context_current_inside", |b| {
-            b.iter(|| black_box(spanbus::Context::current()))
+            b.iter(|| black_box(spanbus::context::Context::current()))
         });
     });
     open.exit();

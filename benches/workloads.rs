@@ -57,9 +57,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use spanbus::handlers::{NullSpanHandler, SimpleSpanHandler};
+use spanbus::record::SpanEnter;
 use spanbus::{
-    Dispatcher, Event, EventHandler, Record, Registry, SpanEnter, SpanFutureExt, SpanHandler,
-    SpanId, current_span,
+    Dispatcher, Event, EventHandler, Record, Registry, SpanFutureExt, SpanHandler, SpanId,
+    current_span,
 };
 use tokio::runtime::Runtime;
 use tokio::task::yield_now;
@@ -706,7 +707,12 @@ impl SpanHandler for SpanRecorder {
         ));
     }
 
-    fn prepare_to_drop_span(&mut self, (id, ..): Self::Span, drop: &spanbus::SpanDrop, _: &Record) {
+    fn prepare_to_drop_span(
+        &mut self,
+        (id, ..): Self::Span,
+        drop: &spanbus::record::SpanDrop,
+        _: &Record,
+    ) {
         // A dropped span is a failure here: record it with level 0 so the check reports it.
         let _ = drop;
         self.done.push((id.to_u64(), 0, 0, 0, 0));

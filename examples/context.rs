@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use serde::Serialize;
+use spanbus::context::Context;
 use spanbus::handlers::{ClosedSpan, SimpleSpanHandler, SpanOutcome};
-use spanbus::{Context, Event, JoinSetExt, SpanId, SpanStreamExt};
+use spanbus::{Event, JoinSetExt, SpanId, SpanStreamExt};
 use tokio::task::JoinSet;
 
 #[derive(Serialize)]

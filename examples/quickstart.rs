@@ -41,7 +41,7 @@ impl EventHandler for PrintEvents {
     }
 }
 
-async fn retrieve(retriever: &Dispatcher, query: &str) -> Result<usize, spanbus::EmitError> {
+async fn retrieve(retriever: &Dispatcher, query: &str) -> Result<usize, spanbus::error::EmitError> {
     let documents = query.split_whitespace().count();
     retriever
         .event(Retrieved {

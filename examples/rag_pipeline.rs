@@ -25,13 +25,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
+use spanbus::error::EmitError;
 use spanbus::events::{
     EmbeddingEndEvent, EmbeddingStartEvent, LLMChatEndEvent, LLMChatInProgressEvent,
     LLMChatStartEvent, QueryEndEvent, QueryStartEvent, ReRankEndEvent, ReRankStartEvent,
     RetrievalEndEvent, RetrievalStartEvent,
 };
 use spanbus::handlers::{HtmlReport, JsonlHandler, SimpleSpanHandler, SpanOutcome};
-use spanbus::{Dispatcher, EmitError, EventHandler, Record, SpanFutureExt, TraceId, current_span};
+use spanbus::{Dispatcher, EventHandler, Record, SpanFutureExt, TraceId, current_span};
 use tokio::sync::Semaphore;
 
 const QUERIES: usize = 100;

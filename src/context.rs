@@ -11,7 +11,8 @@
 //! # Reading the current context
 //!
 //! ```
-//! use spanbus::{Context, current_span};
+//! use spanbus::current_span;
+//! use spanbus::context::Context;
 //!
 //! assert!(current_span().is_none());
 //! let ctx = Context::current().with_tags([("user", "alice")]);
@@ -26,7 +27,8 @@
 //! emitted inside a scope carries the merged tags, and a span snapshots them when it is entered.
 //!
 //! ```
-//! use spanbus::{Context, with_tags};
+//! use spanbus::with_tags;
+//! use spanbus::context::Context;
 //!
 //! # tokio_test_block_on(async {
 //! with_tags([("tenant", "acme"), ("tier", "free")], async {
@@ -96,7 +98,8 @@ impl SpanContext {
 /// # Examples
 ///
 /// ```
-/// use spanbus::{Context, current_span};
+/// use spanbus::current_span;
+/// use spanbus::context::Context;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -366,7 +369,7 @@ where
 ///
 /// ```
 /// let tier = spanbus::tags_in_scope([("tier", "pro")], || {
-///     spanbus::Context::current().tags()["tier"].clone()
+///     spanbus::context::Context::current().tags()["tier"].clone()
 /// });
 /// assert_eq!(tier, "pro");
 /// ```

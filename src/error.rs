@@ -1,7 +1,10 @@
 //! Errors returned by spanbus.
 //!
-//! Every fallible operation returns one of these types; nothing in the library panics on user
-//! input. Each error's `Display` is a plain sentence that names what was wrong.
+//! Every fallible operation returns one of these types, or, for the W3C trace-context headers,
+//! [`TraceParentError`](crate::propagation::TraceParentError) or
+//! [`TraceStateError`](crate::propagation::TraceStateError) beside their parsers in
+//! [`propagation`](crate::propagation). Nothing in the library panics on user input. Each
+//! error's `Display` is a plain sentence that names what was wrong.
 
 use std::fmt;
 
@@ -13,7 +16,8 @@ use std::fmt;
 /// # Examples
 ///
 /// ```
-/// use spanbus::{NameError, get_dispatcher};
+/// use spanbus::get_dispatcher;
+/// use spanbus::error::NameError;
 ///
 /// let err = get_dispatcher("app..retriever").unwrap_err();
 /// assert!(matches!(err, NameError::EmptySegment { .. }));
@@ -284,11 +288,8 @@ impl std::error::Error for LineError {
     }
 }
 
-/// A `traceparent` header could not be read (W3C Trace Context); see
-/// [`propagation`](crate::propagation).
-pub use crate::propagation::{TraceParentError, TraceStateError};
-
 /// The OTLP exporter could not be built (feature `otlp`).
+#[cfg(feature = "otlp")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OtlpError {
@@ -300,6 +301,7 @@ pub enum OtlpError {
     Build(String),
 }
 
+#[cfg(feature = "otlp")]
 impl fmt::Display for OtlpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -312,4 +314,5 @@ impl fmt::Display for OtlpError {
     }
 }
 
+#[cfg(feature = "otlp")]
 impl std::error::Error for OtlpError {}

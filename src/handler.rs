@@ -154,7 +154,8 @@ pub trait EventHandler: Send + 'static {
 ///
 /// ```
 /// use std::time::Instant;
-/// use spanbus::{Record, SpanDrop, SpanEnter, SpanHandler};
+/// use spanbus::{Record, SpanHandler};
+/// use spanbus::record::{SpanDrop, SpanEnter};
 ///
 /// struct SlowSpans;
 ///
@@ -292,7 +293,7 @@ pub struct HandlerStats {
     /// Records the handler never handled because its task was dropped before the dispatcher
     /// closed it: the tokio runtime it ran on was dropped or shut down. Counts what it held
     /// unhandled then and every record that reached it after. Emits that reach only such
-    /// handlers fail with [`EmitError::HandlersGone`](crate::EmitError::HandlersGone).
+    /// handlers fail with [`EmitError::HandlersGone`](crate::error::EmitError::HandlersGone).
     pub lost: u64,
     /// The first panic's message, if any.
     pub first_panic: Option<String>,

@@ -24,7 +24,7 @@
 //! assert_eq!(read.records[1].fields["query"], "hi");
 //! assert_eq!(read.errors.len(), 1);
 //! assert_eq!(read.errors[0].line, 2);
-//! # Ok::<(), spanbus::JsonlError>(())
+//! # Ok::<(), spanbus::error::JsonlError>(())
 //! ```
 
 use std::fs::File;

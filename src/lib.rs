@@ -42,7 +42,7 @@
 //!
 //! async {
 //!     retriever.event(Retrieved { documents: 3 }).await?;
-//!     Ok::<_, spanbus::EmitError>(())
+//!     Ok::<_, spanbus::error::EmitError>(())
 //! }
 //! .in_span(retriever.span("retrieve"))
 //! .await?;
@@ -71,13 +71,13 @@
 //! | handlers | [`handler`], [`handlers`] | `BaseEventHandler`, `BaseSpanHandler` |
 //! | trace trees, JSON Lines, the waterfall page | [`handlers::tree`], [`handlers`], [`jsonl`] | `SimpleSpanHandler.print_trace_trees()` |
 //! | bridges to other crates (`tracing`), behind cargo features | [`integrations`] | — |
-//! | shutdown reports | [`shutdown`](mod@shutdown) | — |
+//! | shutdown reports | [`ShutdownReport`], [`dispatcher::HandlerReport`] | — |
 //! | errors | [`error`] | — |
 //!
 //! # Delivery
 //!
 //! Each dispatcher that has handlers owns one bounded broadcast channel (capacity
-//! [`DEFAULT_CAPACITY`] unless built otherwise). One push reaches all of its handlers; each
+//! [`DEFAULT_CAPACITY`](dispatcher::DEFAULT_CAPACITY) unless built otherwise). One push reaches all of its handlers; each
 //! handler reads at its own pace and sees the records of one emitter in emit order — a span's
 //! enter before its events before its exit. Per handler, a [`Delivery`] mode:
 //!
@@ -91,13 +91,13 @@
 //!
 //! One rule holds on every path, so memory stays within **(capacity + overflow) records per
 //! channel** whatever the code does (overflow defaults to the capacity; set both with
-//! [`DispatcherBuilder`]). The bound is measured against the slowest lossless handler:
+//! [`DispatcherBuilder`](dispatcher::DispatcherBuilder)). The bound is measured against the slowest lossless handler:
 //!
 //! | the emitter… | at the bound (capacity) | at the hard cap (capacity + overflow) |
 //! |---|---|---|
-//! | awaits: `d.event(e).await`, a spanned future ([`Instrumented`]) before it enters and before it ends its span, a spanned stream before it enters | waits for room (never blocks a thread) | — |
-//! | cannot wait, on a plain thread (no tokio runtime on it): [`Emit::now`], sync spans ([`Span::in_scope`], [`Span::enter`], `#[span]` on a sync fn) | appends past the bound | blocks the thread until there is room |
-//! | cannot wait, on a runtime thread or in a handler: [`Emit::now`], a sync span's enter | appends past the bound | drops the record, counts it exactly, and tells each of that channel's handlers in-band ([`Handler::missed`], [`HandlerStats::dropped`]); `now()` returns [`EmitError::Overflow`]; a span whose enter no channel took emits no end either |
+//! | awaits: `d.event(e).await`, a spanned future ([`Instrumented`](span::Instrumented)) before it enters and before it ends its span, a spanned stream before it enters | waits for room (never blocks a thread) | — |
+//! | cannot wait, on a plain thread (no tokio runtime on it): [`Emit::now`](dispatcher::Emit::now), sync spans ([`Span::in_scope`], [`Span::enter`], `#[span]` on a sync fn) | appends past the bound | blocks the thread until there is room |
+//! | cannot wait, on a runtime thread or in a handler: [`Emit::now`](dispatcher::Emit::now), a sync span's enter | appends past the bound | drops the record, counts it exactly, and tells each of that channel's handlers in-band ([`Handler::missed`], [`HandlerStats::dropped`]); `now()` returns [`EmitError::Overflow`](error::EmitError::Overflow); a span whose enter no channel took emits no end either |
 //! | ends what a handler saw begin: a span's exit or drop (in `Drop`, at cancellation, at shutdown), the rest of a cancelled awaited emit's chain | appends past the bound | appends past the cap too: these records are at most two per span the program holds open, so they are bounded by its own live state, and no handler sees a span entered but never ended |
 //!
 //! Lossy handlers never count towards the bound. Async emitters waiting for room are woken
@@ -112,7 +112,7 @@
 //! linger.
 //!
 //! A handler may emit and flush on the dispatchers it listens to. Inside a handler's task an
-//! awaited emit never waits (it behaves like [`Emit::now`]), and a flush skips the handler's
+//! awaited emit never waits (it behaves like [`Emit::now`](dispatcher::Emit::now)), and a flush skips the handler's
 //! own channel: waiting there would wait on the handler itself.
 //!
 //! # Flush and shutdown
@@ -162,23 +162,20 @@ pub mod __private;
 
 use std::time::Duration;
 
-pub use context::{
-    Context, Extras, SpanContext, Tags, WithContext, current_span, tags_in_scope, with_tags,
-};
-pub use dispatcher::{DEFAULT_CAPACITY, Dispatcher, DispatcherBuilder, Emit, EmitFuture};
-pub use dispatcher::{HandlerReport, ShutdownReport};
-pub use error::{
-    EmitError, HandlerError, IdError, JsonlError, LineError, NameError, OtlpError, OutputError,
-    SerializeError, TraceParentError,
-};
-pub use event::{AnyEvent, Event};
+use crate::error::NameError;
+
+// The crate root holds what a pipeline writes every day; the rest is reached through its
+// module (`spanbus::dispatcher::DispatcherBuilder`, `spanbus::error::JsonlError`, ...).
+pub use context::{SpanContext, Tags, current_span, tags_in_scope, with_tags};
+pub use dispatcher::{Dispatcher, ShutdownReport};
+pub use event::Event;
 pub use handler::{
     Delivery, EventHandler, Handler, HandlerId, HandlerOptions, HandlerStats, SpanHandler,
 };
 pub use id::{SpanId, TraceId};
-pub use record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter, SpanExit};
+pub use record::{DropReason, Record, RecordKind};
 pub use registry::Registry;
-pub use span::{Instrumented, OpenSpan, Span, SpanFutureExt};
+pub use span::{Span, SpanFutureExt};
 /// The `#[spanbus::span]` attribute.
 ///
 /// # Examples
@@ -239,7 +236,17 @@ pub use span::{Instrumented, OpenSpan, Span, SpanFutureExt};
 /// ```
 pub use spanbus_macros::span;
 pub use spawn::{JoinSetExt, spawn, spawn_blocking, thread};
-pub use stream::{InstrumentedStream, SpanStreamExt};
+pub use stream::SpanStreamExt;
+
+/// Moved: [`error::EmitError`].
+#[deprecated(since = "0.1.0", note = "use `spanbus::error::EmitError`")]
+#[doc(hidden)]
+pub type EmitError = error::EmitError;
+
+/// Moved: [`context::Context`].
+#[deprecated(since = "0.1.0", note = "use `spanbus::context::Context`")]
+#[doc(hidden)]
+pub type Context = context::Context;
 
 /// The process-wide dispatcher named `name` (llama-index's `get_dispatcher(__name__)`).
 ///
@@ -253,7 +260,7 @@ pub use stream::{InstrumentedStream, SpanStreamExt};
 /// let d = spanbus::get_dispatcher("my_app.llm")?;
 /// assert_eq!(d.name(), "my_app.llm");
 /// assert!(spanbus::get_dispatcher("my app").is_err());
-/// # Ok::<(), spanbus::NameError>(())
+/// # Ok::<(), spanbus::error::NameError>(())
 /// ```
 pub fn get_dispatcher(name: &str) -> Result<Dispatcher, NameError> {
     Registry::global().get_dispatcher(name)

@@ -25,7 +25,7 @@
 //! let retriever = registry.get_dispatcher("app.retriever")?; // re-links `leaf`
 //! assert_eq!(leaf.parent(), Some(retriever));
 //! assert_eq!(app.parent(), Some(registry.root()));
-//! # Ok::<(), spanbus::NameError>(())
+//! # Ok::<(), spanbus::error::NameError>(())
 //! ```
 
 use std::collections::BTreeMap;

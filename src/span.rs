@@ -119,7 +119,7 @@ impl Span {
     /// # Examples
     ///
     /// ```
-    /// # fn main() -> Result<(), spanbus::NameError> {
+    /// # fn main() -> Result<(), spanbus::error::NameError> {
     /// let d = spanbus::Dispatcher::new("quiet")?;
     /// let span = d.span("nobody listens");
     /// assert!(span.is_idle());
@@ -249,7 +249,7 @@ impl Span {
     /// # Examples
     ///
     /// ```
-    /// # fn main() -> Result<(), spanbus::NameError> {
+    /// # fn main() -> Result<(), spanbus::error::NameError> {
     /// let d = spanbus::Dispatcher::new("batch")?;
     /// let span = d.span("nightly").enter();
     /// let id = span.context();

@@ -222,7 +222,7 @@ pub mod thread {
     ///     (spanbus::current_span(), handle.join().unwrap())
     /// });
     /// assert_eq!(seen, parent);
-    /// # Ok::<(), spanbus::NameError>(())
+    /// # Ok::<(), spanbus::error::NameError>(())
     /// ```
     pub fn spawn<F, T>(f: F) -> JoinHandle<T>
     where

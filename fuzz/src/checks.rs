@@ -136,7 +136,7 @@ pub fn extract(data: &[u8]) {
     names.sort();
     names.dedup();
     if names.len() == list.len() {
-        let span = |r: &Result<spanbus::Context, _>| r.as_ref().map(|c| c.span()).ok();
+        let span = |r: &Result<spanbus::context::Context, _>| r.as_ref().map(|c| c.span()).ok();
         assert_eq!(span(&from_list), span(&from_btree));
         assert_eq!(span(&from_list), span(&from_hash));
         assert_eq!(

@@ -15,7 +15,7 @@ use crate::error::NameError;
 /// let parent = Dispatcher::new("pipeline")?;
 /// let child = Dispatcher::builder("pipeline.llm").parent(&parent).build()?;
 /// assert_eq!(child.parent(), Some(parent));
-/// # Ok::<(), spanbus::NameError>(())
+/// # Ok::<(), spanbus::error::NameError>(())
 /// ```
 #[derive(Debug)]
 #[must_use]
@@ -53,7 +53,7 @@ impl DispatcherBuilder {
         self
     }
 
-    /// The capacity of the dispatcher's channel (default [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY)).
+    /// The capacity of the dispatcher's channel (default [`DEFAULT_CAPACITY`](crate::dispatcher::DEFAULT_CAPACITY)).
     pub fn capacity(mut self, capacity: NonZeroUsize) -> Self {
         self.capacity = capacity.get();
         self

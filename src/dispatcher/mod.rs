@@ -13,7 +13,7 @@
 //! 1. An emitter calls [`Dispatcher::event`] (or enters a span). If no handler on the chain
 //!    listens, nothing is built: the check is two atomic loads.
 //! 2. The record is built once — id, timestamp, current span and tags from the task-local
-//!    [`Context`](crate::Context), the dispatcher's name — and shared behind an `Arc`.
+//!    [`Context`](crate::context::Context), the dispatcher's name — and shared behind an `Arc`.
 //! 3. It is pushed onto the bounded broadcast channel of each dispatcher on the chain that has
 //!    handlers (see [`channel`](crate#delivery)).
 //! 4. Each handler's task takes it, in emit order, and calls the handler.

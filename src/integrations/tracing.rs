@@ -71,14 +71,14 @@
 //!
 //! | `tracing` | spanbus |
 //! |---|---|
-//! | a span, at its **first enter** | a span entered on the layer's dispatcher ([`SpanEnter`](crate::SpanEnter)) |
+//! | a span, at its **first enter** | a span entered on the layer's dispatcher ([`SpanEnter`](crate::record::SpanEnter)) |
 //! | later enters and exits (an instrumented future is entered at every poll) | nothing: the span stays open |
-//! | the span **closed** (its last handle dropped) | the span exited ([`SpanExit`](crate::SpanExit)) |
+//! | the span **closed** (its last handle dropped) | the span exited ([`SpanExit`](crate::record::SpanExit)) |
 //! | a span closed without ever being entered | nothing: it did no work (unless it was a parent, see below) |
 //! | the span's name | the span's name (`target::name` with [`SpanbusLayer::qualified_names`]) |
 //! | the span's fields, including those recorded before its first enter | the span's `args`: a JSON object |
 //! | fields recorded after the first enter | not kept: a spanbus span's arguments are fixed at its enter |
-//! | an event | a [`TracingEvent`] `{ target, level, message, fields }`, emitted with [`Emit::now`](crate::Emit::now) |
+//! | an event | a [`TracingEvent`] `{ target, level, message, fields }`, emitted with [`Emit::now`](crate::dispatcher::Emit::now) |
 //!
 //! A span opens at its first enter rather than at its creation so that its start time is when
 //! its work starts and fields recorded between `info_span!(..)` and entering are kept. A span

@@ -24,7 +24,8 @@
 //! ```
 //! use std::collections::HashMap;
 //! use spanbus::propagation::{extract, inject};
-//! use spanbus::{Context, SpanFutureExt, current_span};
+//! use spanbus::{SpanFutureExt, current_span};
+//! use spanbus::context::Context;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde::Serialize;
-use spanbus::{Dispatcher, EmitError, Event, Handler, Record, Registry, ShutdownReport};
+use spanbus::error::EmitError;
+use spanbus::{Dispatcher, Event, Handler, Record, Registry, ShutdownReport};
 use tokio::sync::Semaphore;
 
 #[derive(Serialize)]

@@ -66,7 +66,7 @@ async fn concurrent_emitters_are_each_seen_in_order_by_every_handler() -> Res {
                         tokio::task::yield_now().await;
                     }
                 }
-                Ok::<_, spanbus::EmitError>(())
+                Ok::<_, spanbus::error::EmitError>(())
             })
         })
         .collect();
@@ -108,7 +108,7 @@ async fn a_spans_enter_comes_before_its_events_and_its_exit_after() -> Res {
                             tokio::task::yield_now().await;
                         }
                     }
-                    Ok::<_, spanbus::EmitError>(())
+                    Ok::<_, spanbus::error::EmitError>(())
                 }
                 .in_span(span),
             )
@@ -153,7 +153,7 @@ async fn a_span_on_a_parent_brackets_events_emitted_on_a_child() -> Res {
                             tokio::task::yield_now().await;
                         }
                     }
-                    Ok::<_, spanbus::EmitError>(())
+                    Ok::<_, spanbus::error::EmitError>(())
                 }
                 .in_span(app.span("outer"))
                 .await

@@ -295,7 +295,7 @@ async fn removing_a_hung_lossless_handler_releases_the_emitters_it_held() -> Res
             for n in 0..10_000 {
                 d.event(seq(n)).await?;
             }
-            Ok::<_, spanbus::EmitError>(())
+            Ok::<_, spanbus::error::EmitError>(())
         }
     });
     // The emitter cannot finish while the hung handler holds the channel full.
@@ -401,7 +401,7 @@ async fn a_handler_added_on_an_ancestor_mid_stream_gets_a_gapless_suffix() -> Re
                         tokio::task::yield_now().await;
                     }
                 }
-                Ok::<_, spanbus::EmitError>(())
+                Ok::<_, spanbus::error::EmitError>(())
             }
         });
         // Wait until the stream is well under way, then attach on the ancestor.

@@ -13,10 +13,11 @@ use crate::support::phoenix::{
     by_name, phoenix_url, require_phoenix, unique_project, wait_for_spans,
 };
 use serde_json::{Value, json};
+use spanbus::context::Context;
 use spanbus::events::{QueryEndEvent, QueryStartEvent};
 use spanbus::integrations::otlp::OtlpExporter;
 use spanbus::propagation::{extract, inject};
-use spanbus::{Context, Dispatcher, SpanFutureExt, current_span};
+use spanbus::{Dispatcher, SpanFutureExt, current_span};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use spanbus::{DEFAULT_CAPACITY, Dispatcher, Event, Handler, Record, RecordKind, SpanFutureExt};
+use spanbus::dispatcher::DEFAULT_CAPACITY;
+use spanbus::{Dispatcher, Event, Handler, Record, RecordKind, SpanFutureExt};
 
 /// Held for each test: RSS is per process.
 static SERIAL: Mutex<()> = Mutex::new(());

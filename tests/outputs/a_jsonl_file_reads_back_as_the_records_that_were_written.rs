@@ -203,7 +203,10 @@ fn a_file_that_cannot_be_created_is_a_typed_error() {
     let err = JsonlHandler::create(blocker.join("trace.jsonl")).unwrap_err();
     assert!(err.to_string().starts_with("could not create "), "{err}");
     let err = jsonl::read(temp_path("does-not-exist.jsonl")).unwrap_err();
-    assert!(matches!(err, spanbus::JsonlError::Open { .. }), "{err}");
+    assert!(
+        matches!(err, spanbus::error::JsonlError::Open { .. }),
+        "{err}"
+    );
     std::fs::remove_file(&blocker).unwrap();
 }
 

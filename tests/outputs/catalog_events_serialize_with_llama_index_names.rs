@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
+use spanbus::Event;
+use spanbus::event::AnyEvent;
 use spanbus::events::*;
-use spanbus::{AnyEvent, Event};
 
 /// Checks the event's name and that its JSON form is an object with exactly `keys`.
 fn assert_catalog_event<E: Event>(event: &E, class_name: &str, keys: &[&str]) {

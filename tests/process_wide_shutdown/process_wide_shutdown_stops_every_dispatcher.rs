@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use crate::support::recorder::{Recorder, Seen, Seq};
-use spanbus::{DropReason, EmitError, HandlerError};
+use spanbus::DropReason;
+use spanbus::error::{EmitError, HandlerError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_wide_shutdown_flushes_closes_and_refuses_everything_afterwards() {

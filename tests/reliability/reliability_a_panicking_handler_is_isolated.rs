@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use crate::support::recorder::{Recorder, Seq};
-use spanbus::{Dispatcher, EmitError, Handler, HandlerOptions, Record};
+use spanbus::error::EmitError;
+use spanbus::{Dispatcher, Handler, HandlerOptions, Record};
 
 /// The start of every deliberate panic's message here.
 const DELIBERATE: &str = "deliberate";

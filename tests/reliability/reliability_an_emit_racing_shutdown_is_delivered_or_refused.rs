@@ -1,6 +1,6 @@
 //! Reliability matrix, row "emit after shutdown", at its edge: emitters that race
 //! `shutdown()`. Each emit must either be delivered or return
-//! [`EmitError::ShutDown`](spanbus::EmitError::ShutDown) — an `Ok` for a record no handler
+//! [`EmitError::ShutDown`](spanbus::error::EmitError::ShutDown) — an `Ok` for a record no handler
 //! ever sees would be a silent loss. Both `.await` and `.now()` emitters are checked, over
 //! many rounds so the race is actually hit.
 
@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use spanbus::{Dispatcher, EmitError, Event, Handler, Record};
+use spanbus::error::EmitError;
+use spanbus::{Dispatcher, Event, Handler, Record};
 
 #[derive(Serialize)]
 struct Seq {

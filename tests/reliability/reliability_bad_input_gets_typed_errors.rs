@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use crate::support::recorder::{Recorder, Seq};
 use serde::{Serialize, Serializer};
+use spanbus::error::{EmitError, HandlerError, NameError};
 use spanbus::propagation::{TraceParentError, extract};
 use spanbus::{
-    Dispatcher, EmitError, Event, EventHandler, HandlerError, HandlerOptions, NameError, Record,
-    Registry, SpanFutureExt, SpanId, TraceId,
+    Dispatcher, Event, EventHandler, HandlerOptions, Record, Registry, SpanFutureExt, SpanId,
+    TraceId,
 };
 
 /// A payload whose `Serialize` implementation fails.

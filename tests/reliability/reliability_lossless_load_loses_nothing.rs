@@ -136,7 +136,7 @@ async fn lossless_load(n: u64) {
     );
     // The bound holds: the emitter waited for the slowed handler instead of running away.
     assert!(
-        max_lag <= 2 * spanbus::DEFAULT_CAPACITY as u64,
+        max_lag <= 2 * spanbus::dispatcher::DEFAULT_CAPACITY as u64,
         "the slowed handler fell {max_lag} records behind"
     );
     assert_eq!(

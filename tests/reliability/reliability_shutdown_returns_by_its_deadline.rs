@@ -12,10 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::recorder::{Recorder, Seen, Seq, wait_until};
-use spanbus::{
-    Dispatcher, DropReason, EmitError, Handler, HandlerError, HandlerOptions, Record, Registry,
-    SpanFutureExt,
-};
+use spanbus::error::{EmitError, HandlerError};
+use spanbus::{Dispatcher, DropReason, Handler, HandlerOptions, Record, Registry, SpanFutureExt};
 use tokio::sync::Notify;
 
 /// The shutdown deadline of these tests, and the scheduling slack the tests after the matrix

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use spanbus::{Dispatcher, OpenSpan};
+use spanbus::Dispatcher;
+use spanbus::span::OpenSpan;
 
 use crate::support::spans::{SpanEnds as Recorder, tally_span_ends};
 

@@ -4,7 +4,8 @@
 
 use crate::support::spans::{Closed, Spans, recorded};
 use serde_json::json;
-use spanbus::{Context, JoinSetExt, SpanFutureExt, current_span, with_tags};
+use spanbus::context::Context;
+use spanbus::{JoinSetExt, SpanFutureExt, current_span, with_tags};
 use tokio::task::JoinSet;
 
 /// A child span entered wherever this runs, named `name`.

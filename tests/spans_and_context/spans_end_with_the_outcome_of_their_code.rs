@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::recorder::{Rec, Recorder, Seq, wait_until};
+use spanbus::record::{SpanDrop, SpanEnter};
 use spanbus::{
-    Dispatcher, DropReason, EventHandler, Record, SpanDrop, SpanEnter, SpanFutureExt, SpanHandler,
-    SpanId, current_span,
+    Dispatcher, DropReason, EventHandler, Record, SpanFutureExt, SpanHandler, SpanId, current_span,
 };
 
 fn setup(name: &str) -> (Dispatcher, Recorder) {

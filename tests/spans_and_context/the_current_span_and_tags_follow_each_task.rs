@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use crate::support::recorder::{Recorder, Seq};
 use serde_json::json;
+use spanbus::context::Context;
 use spanbus::{
-    Context, Dispatcher, Handler, Record, RecordKind, SpanFutureExt, SpanId, current_span,
-    tags_in_scope, with_tags,
+    Dispatcher, Handler, Record, RecordKind, SpanFutureExt, SpanId, current_span, tags_in_scope,
+    with_tags,
 };
 
 /// Checks every `Seq` event against the span its emitter's task entered.

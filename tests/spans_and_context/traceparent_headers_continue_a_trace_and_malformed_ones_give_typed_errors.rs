@@ -5,11 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
+use spanbus::context::Context;
 use spanbus::handlers::SimpleSpanHandler;
 use spanbus::propagation::{
     TRACEFLAGS, TRACESTATE, TraceParent, TraceParentError, extract, inject,
 };
-use spanbus::{Context, SpanContext, SpanFutureExt, SpanId, TraceId, current_span};
+use spanbus::{SpanContext, SpanFutureExt, SpanId, TraceId, current_span};
 
 fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs

@@ -5,10 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use spanbus::{
-    Dispatcher, DropReason, EventHandler, Record, SpanDrop, SpanEnter, SpanHandler, SpanId, Tags,
-    TraceId,
-};
+use spanbus::record::{SpanDrop, SpanEnter};
+use spanbus::{Dispatcher, DropReason, EventHandler, Record, SpanHandler, SpanId, Tags, TraceId};
 
 /// How a recorded span ended.
 #[derive(Debug, Clone, PartialEq)]
