@@ -72,17 +72,10 @@ use tokio::sync::oneshot;
 
 use super::batch::Batch;
 use super::inbox::{Bound, Inbox, NOBODY, Refused, UNBOUNDED};
-use super::queue::{Barrier, Gone, Reader, State};
+use super::queue::{Barrier, Gone, Mode, Reader, ReaderId, State};
 use super::sync::{Mutex, MutexGuard, spin_wait, yield_for_models};
 use super::wake::{Deferred, Wakers, wake_each};
 use crate::record::RecordRef;
-
-/// A reader's delivery mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Lossless,
-    Lossy { capacity: usize },
-}
 
 /// What a reader gets from [`Channel::poll_recv`].
 #[derive(Debug, PartialEq, Eq)]
@@ -94,8 +87,6 @@ pub(crate) enum Recv {
     /// The channel is closed and drained.
     Closed,
 }
-
-pub(crate) type ReaderId = usize;
 
 /// The outcome of [`Channel::push`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

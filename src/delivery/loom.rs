@@ -25,7 +25,7 @@ mod model {
     use tokio::sync::oneshot;
 
     use crate::delivery::batch::Batch;
-    use crate::delivery::channel::{self, Mode};
+    use crate::delivery::{Mode, channel};
     use crate::event::Event;
     use crate::record::{Record, RecordRef};
 

@@ -32,8 +32,9 @@ pub(crate) mod receiver;
 pub(crate) mod sync;
 mod wake;
 
-pub(crate) use channel::{Channel, Mode, Push, ReaderId, Recv};
+pub(crate) use channel::{Channel, Push, Recv};
 pub(crate) use linger::Linger;
+pub(crate) use queue::{Mode, ReaderId};
 pub(crate) use receiver::Receiver;
 
 use std::sync::atomic::{AtomicU64, Ordering};

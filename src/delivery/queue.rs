@@ -6,10 +6,19 @@ use std::task::Waker;
 
 use tokio::sync::oneshot;
 
-use super::channel::{Mode, ReaderId};
 use super::inbox::{Head, NOBODY};
 use super::wake::Wakers;
 use crate::record::RecordRef;
+
+/// A reader's delivery mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Lossless,
+    Lossy { capacity: usize },
+}
+
+/// A reader's index in [`State::readers`].
+pub(crate) type ReaderId = usize;
 
 pub(super) struct Reader {
     /// Every record before this seq has been handled (or skipped, for a lossy reader).

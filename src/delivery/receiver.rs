@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::batch::Batch;
-use super::channel::{Channel, Mode, ReaderId, Recv};
+use super::channel::{Channel, Recv};
+use super::queue::{Mode, ReaderId};
 use crate::record::Record;
 
 /// One reader of a [`Channel`], owning its place there and the records it holds.

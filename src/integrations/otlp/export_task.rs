@@ -1,14 +1,33 @@
 //! The export task: batches queued spans, sends them, retries, and answers flush and close.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
 
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::OtlpExporterBuilder;
-use super::exporter::Shared;
+
+/// The exporter's counters, shared by the handler (which reads them for its stats) and the
+/// export task (which updates them).
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    pub(super) enqueued: AtomicU64,
+    pub(super) exported: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) abandoned: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) retries: AtomicU64,
+    pub(super) last_error: Mutex<Option<String>>,
+}
+
+// No user code runs while its locks are held, so a panic cannot leave their data half-changed:
+// as unwind-safe as with `std::sync::Mutex` (which poisons instead).
+impl std::panic::UnwindSafe for Shared {}
+impl std::panic::RefUnwindSafe for Shared {}
 
 pub(super) enum Control {
     /// Ack once the first `upto` spans ever queued have left the pipeline.

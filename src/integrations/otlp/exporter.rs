@@ -1,11 +1,9 @@
 //! The exporter: a [`Handler`] that turns span records into OTLP spans and queues them.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use parking_lot::Mutex;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::InstrumentationScope;
@@ -16,10 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::OtlpExporterBuilder;
-use super::export_task::Control;
-use super::span_data::{attribute, to_span_data};
-use crate::context::SpanContext;
-use crate::context::Tags;
+use super::export_task::{Control, Shared};
+use super::span_data::{OpenSpan, attribute, to_span_data};
 use crate::handler::Handler;
 use crate::id::SpanId;
 use crate::integrations::openinference::OpenInference;
@@ -80,22 +76,6 @@ impl OtlpHandle {
     }
 }
 
-#[derive(Debug, Default)]
-pub(super) struct Shared {
-    pub(super) enqueued: AtomicU64,
-    pub(super) exported: AtomicU64,
-    pub(super) dropped: AtomicU64,
-    pub(super) abandoned: AtomicU64,
-    pub(super) failed: AtomicU64,
-    pub(super) retries: AtomicU64,
-    pub(super) last_error: Mutex<Option<String>>,
-}
-
-// No user code runs while its locks are held, so a panic cannot leave their data half-changed:
-// as unwind-safe as with `std::sync::Mutex` (which poisons instead).
-impl std::panic::UnwindSafe for Shared {}
-impl std::panic::RefUnwindSafe for Shared {}
-
 /// A [`Handler`] that exports closed spans over OTLP/HTTP. See [the module docs](super).
 pub struct OtlpExporter {
     pub(super) open: HashMap<SpanId, OpenSpan>,
@@ -150,21 +130,6 @@ impl OtlpExporter {
             }
         }
     }
-}
-
-/// One span the exporter has seen enter and not yet end.
-pub(super) struct OpenSpan {
-    pub(super) span: SpanContext,
-    pub(super) parent: Option<SpanId>,
-    pub(super) name: Cow<'static, str>,
-    pub(super) start: SystemTime,
-    pub(super) args: Option<Value>,
-    pub(super) tags: Tags,
-    pub(super) dispatcher: String,
-    pub(super) events: Vec<OtelEvent>,
-    pub(super) dropped_events: u32,
-    pub(super) max_events: usize,
-    pub(super) semantics: OpenInference,
 }
 
 impl Handler for OtlpExporter {

@@ -86,8 +86,8 @@ mod export_task;
 mod exporter;
 mod span_data;
 
+use export_task::Shared;
 use export_task::export_task;
-use exporter::Shared;
 pub use exporter::{OtlpExporter, OtlpHandle, OtlpStats};
 pub use span_data::attribute_value;
 

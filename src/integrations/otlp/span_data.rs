@@ -1,5 +1,6 @@
 //! A closed span as OpenTelemetry span data, with its attributes.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use opentelemetry::trace::{
@@ -10,9 +11,25 @@ use opentelemetry::{InstrumentationScope, KeyValue, Value as OtelValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use serde_json::Value;
 
-use super::exporter::OpenSpan;
-use crate::integrations::openinference::SPAN_KIND;
+use crate::context::{SpanContext, Tags};
+use crate::id::SpanId;
+use crate::integrations::openinference::{OpenInference, SPAN_KIND};
 use crate::record::DropReason;
+
+/// One span the exporter has seen enter and not yet end.
+pub(super) struct OpenSpan {
+    pub(super) span: SpanContext,
+    pub(super) parent: Option<SpanId>,
+    pub(super) name: Cow<'static, str>,
+    pub(super) start: SystemTime,
+    pub(super) args: Option<Value>,
+    pub(super) tags: Tags,
+    pub(super) dispatcher: String,
+    pub(super) events: Vec<OtelEvent>,
+    pub(super) dropped_events: u32,
+    pub(super) max_events: usize,
+    pub(super) semantics: OpenInference,
+}
 
 /// A JSON value as an OTel attribute value: scalars as themselves, the rest JSON-encoded.
 /// NUL characters are replaced (some backends cannot store them).
