@@ -2,6 +2,8 @@
 
 use std::sync::OnceLock;
 
+use parking_lot::Mutex;
+
 pub use serde_json::{Map, Value};
 
 pub use crate::dispatcher::Dispatcher;
@@ -27,10 +29,55 @@ fn lookup(name: &str) -> Dispatcher {
     crate::get_dispatcher(name).unwrap_or_else(|_| crate::root_dispatcher())
 }
 
-/// `Type::method` from `std::any::type_name::<Self>()`: the last path segment of the type, without
-/// generic arguments. Computed once per call site.
-pub fn method_name(cell: &'static OnceLock<String>, type_name: &str, method: &str) -> &'static str {
-    cell.get_or_init(|| format!("{}::{method}", short_type_name(type_name)))
+/// The span names of one call site that names its span by `Self`'s type at run time (a trait's
+/// default method, a method of a blanket impl): one name per type that calls it.
+///
+/// A `static` in a generic fn is shared by every type the fn is instantiated for, so the name
+/// cannot be a plain per-call-site cell: the first type to call would name every later one's
+/// spans. The first type's name is kept in a cell read without locking; others go in a list.
+pub struct MethodNames {
+    first: OnceLock<(&'static str, &'static str)>,
+    others: Mutex<Vec<(&'static str, &'static str)>>,
+}
+
+impl MethodNames {
+    /// An empty cache, for a `static`.
+    pub const fn new() -> Self {
+        MethodNames {
+            first: OnceLock::new(),
+            others: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Default for MethodNames {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `Type::method` for `type_name` (from `std::any::type_name::<Self>()`): the last path segment
+/// of the type, without generic arguments. Each type's name is made once per call site (and
+/// kept for the life of the process: one per type and call site, bounded by the code).
+pub fn method_name(
+    names: &'static MethodNames,
+    type_name: &'static str,
+    method: &'static str,
+) -> &'static str {
+    let make = || -> &'static str {
+        Box::leak(format!("{}::{method}", short_type_name(type_name)).into_boxed_str())
+    };
+    let &(first_type, first_name) = names.first.get_or_init(|| (type_name, make()));
+    if first_type == type_name {
+        return first_name;
+    }
+    let mut others = names.others.lock();
+    if let Some(&(_, name)) = others.iter().find(|(t, _)| *t == type_name) {
+        return name;
+    }
+    let name = make();
+    others.push((type_name, name));
+    name
 }
 
 fn short_type_name(full: &str) -> &str {

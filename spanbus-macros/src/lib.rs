@@ -24,8 +24,10 @@ use syn::{
 /// - an `async fn`: the span wraps the future (entered at its first poll, so its parent is the
 ///   span of whoever awaits it);
 /// - a sync `fn`: the span wraps the call;
-/// - a method: named `Type::method` (the type's name is read once per call site with
-///   `std::any::type_name`, without its path or generic arguments);
+/// - a method: named `Type::method`, by the type of `self` that calls it: in a trait's default
+///   method or a blanket impl (`impl<T: Bound> Trait for T`), each implementor's spans carry
+///   its own name, as llama-index names a span by the runtime class (read with
+///   `std::any::type_name`, without its path or generic arguments; once per type and call site);
 /// - an `impl` block (opt-in): every method of the block, named `Type::method`, including
 ///   associated fns without `self`; `const fn`s are left alone. A method inside the block can
 ///   carry its own `#[span(...)]` to refine the block's options (its `name`, `skip`, `tags`).
@@ -75,9 +77,21 @@ pub fn span(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = TokenStream2::from(item);
     match expand(attr.into(), item.clone()) {
         Ok(tokens) => tokens.into(),
-        // The item goes through unchanged, so the error is the only one reported.
+        // The item goes through unchanged (but for the methods' own #[span] attributes, which
+        // only the block's expansion would have consumed), so the error is the only one reported.
         Err(err) => {
             let err = err.to_compile_error();
+            let item = match syn::parse2::<ItemImpl>(item.clone()) {
+                Ok(mut imp) => {
+                    for it in &mut imp.items {
+                        if let ImplItem::Fn(f) = it {
+                            f.attrs.retain(|a| !is_span_attr(a));
+                        }
+                    }
+                    quote!(#imp)
+                }
+                Err(_) => item,
+            };
             quote!(#err #item).into()
         }
     }
@@ -94,6 +108,19 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             ));
         }
     };
+    // Another #[span] still on the item (attributes stacked): one call must make one span.
+    let more = match &item {
+        Item::Fn(f) => f.attrs.iter().find(|a| is_span_attr(a)),
+        Item::Impl(imp) => imp.attrs.iter().find(|a| is_span_attr(a)),
+        _ => None,
+    };
+    if let Some(again) = more {
+        return Err(syn::Error::new_spanned(
+            again,
+            "#[spanbus::span] is on this item more than once: one call makes one span, so put \
+             every option in one attribute",
+        ));
+    }
     match item {
         Item::Fn(f) => expand_fn(
             &options,
@@ -302,7 +329,12 @@ fn expand_impl(options: Options, mut imp: ItemImpl) -> syn::Result<TokenStream2>
             "`skip(...)` on an impl block: put #[span(skip(...))] on the method, or use `skip_all`",
         ));
     }
-    let type_name = self_type_name(&imp.self_ty);
+    // `impl<T: Bound> Trait for T`: the block's type is whichever type calls, named at run time.
+    let type_name = self_type_name(&imp.self_ty).filter(|name| {
+        !imp.generics
+            .type_params()
+            .any(|param| param.ident.unraw() == name.as_str())
+    });
     for item in &mut imp.items {
         let ImplItem::Fn(f) = item else { continue };
         if f.sig.constness.is_some() {
@@ -313,6 +345,13 @@ fn expand_impl(options: Options, mut imp: ItemImpl) -> syn::Result<TokenStream2>
         let mut kept = Vec::with_capacity(f.attrs.len());
         for attr in f.attrs.drain(..) {
             if is_span_attr(&attr) {
+                if method_options.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        &attr,
+                        "#[span] is on this method more than once: one call makes one span, so \
+                         put every option in one attribute",
+                    ));
+                }
                 let parsed = match &attr.meta {
                     syn::Meta::Path(_) => Options::default(),
                     syn::Meta::List(list) => syn::parse2(list.tokens.clone())?,
@@ -434,10 +473,11 @@ fn expand_fn(
             let full = format!("{ty}::{fn_name}");
             quote!(#full)
         }
+        // `Self` may be any implementor (a trait's default method, a blanket impl): named by
+        // the type that calls, per call, not by the first one to call.
         (None, None) if has_receiver => quote! {{
-            static __SPANBUS_NAME: ::std::sync::OnceLock<::std::string::String> =
-                ::std::sync::OnceLock::new();
-            #private::method_name(&__SPANBUS_NAME, ::std::any::type_name::<Self>(), #fn_name)
+            static __SPANBUS_NAMES: #private::MethodNames = #private::MethodNames::new();
+            #private::method_name(&__SPANBUS_NAMES, ::std::any::type_name::<Self>(), #fn_name)
         }},
         (None, None) => {
             quote!(::std::concat!(::std::module_path!(), "::", #fn_name))
