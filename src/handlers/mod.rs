@@ -3,7 +3,7 @@
 //! | handler | what it keeps or writes |
 //! |---|---|
 //! | [`NullEventHandler`], [`NullSpanHandler`] | nothing |
-//! | [`SimpleSpanHandler`] | closed spans (bounded), drawn as [`TraceTrees`] |
+//! | [`SimpleSpanHandler`] | closed spans (bounded), drawn as [`TraceTrees`], and the spans still running |
 //! | [`JsonlHandler`] | every record as one JSON object per line |
 //! | [`HtmlReport`] | a self-contained waterfall page of every trace |
 
@@ -20,5 +20,5 @@ pub use html::{HtmlReport, HtmlReportOptions};
 pub use jsonl::JsonlHandler;
 pub use null::{NullEventHandler, NullSpanHandler};
 pub use output::OutputStatus;
-pub use simple::{DEFAULT_RETENTION, OpenSimpleSpan, SimpleSpanHandler};
+pub use simple::{DEFAULT_RETENTION, OpenSimpleSpan, RunningSpan, SimpleSpanHandler};
 pub use tree::{TraceTree, TraceTrees, TreeNode};

@@ -3,12 +3,14 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 
 use crate::handler::SpanHandler;
 use crate::handlers::closed::{ClosedSpan, SpanOutcome};
 use crate::handlers::tree::TraceTrees;
-use crate::id::TraceId;
+use crate::id::{SpanId, SpanIdMap, TraceId};
 use crate::record::{Record, SpanDrop, SpanEnter};
 
 /// How many closed spans a [`SimpleSpanHandler`] keeps unless told otherwise.
@@ -66,6 +68,8 @@ impl std::panic::RefUnwindSafe for SimpleSpanHandler {}
 
 #[derive(Debug)]
 struct Store {
+    /// Spans entered and not yet ended, by id.
+    running: SpanIdMap<RunningSpan>,
     closed: VecDeque<ClosedSpan>,
     capacity: usize,
     evicted: u64,
@@ -75,6 +79,24 @@ impl Default for SimpleSpanHandler {
     fn default() -> Self {
         Self::with_capacity(DEFAULT_RETENTION)
     }
+}
+
+/// A span entered and not yet ended, as [`SimpleSpanHandler::running`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RunningSpan {
+    /// The span's id.
+    pub id: SpanId,
+    /// Its parent, if any.
+    pub parent: Option<SpanId>,
+    /// Its trace.
+    pub trace_id: Option<TraceId>,
+    /// Its name.
+    pub name: Cow<'static, str>,
+    /// The dispatcher it was entered on.
+    pub dispatcher: &'static str,
+    /// When it was entered.
+    pub start: DateTime<Utc>,
 }
 
 /// What [`SimpleSpanHandler`] keeps while a span is open.
@@ -108,6 +130,7 @@ impl SimpleSpanHandler {
     pub fn with_capacity(capacity: usize) -> Self {
         SimpleSpanHandler {
             store: Arc::new(Mutex::new(Store {
+                running: SpanIdMap::default(),
                 closed: VecDeque::new(),
                 capacity,
                 evicted: 0,
@@ -137,6 +160,34 @@ impl SimpleSpanHandler {
     /// Whether no closed span is kept.
     pub fn is_empty(&self) -> bool {
         self.store().closed.is_empty()
+    }
+
+    /// The spans entered and not yet ended (exited or dropped), oldest first: what a pipeline
+    /// is doing now, or what it left open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let d = spanbus::Dispatcher::new("app")?;
+    /// let spans = spanbus::handlers::SimpleSpanHandler::new();
+    /// d.add_span_handler(spans.clone())?;
+    ///
+    /// let outer = d.span("query").enter();
+    /// d.flush().await;
+    /// assert_eq!(spans.running()[0].name, "query");
+    /// drop(outer);
+    /// d.flush().await;
+    /// assert!(spans.running().is_empty());
+    /// assert_eq!(spans.spans()[0].name, "query");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn running(&self) -> Vec<RunningSpan> {
+        let mut running: Vec<RunningSpan> = self.store().running.values().cloned().collect();
+        running.sort_by_key(|s| s.start);
+        running
     }
 
     /// The kept spans, in the order they ended (oldest first).
@@ -176,6 +227,7 @@ impl SimpleSpanHandler {
             outcome,
         };
         let mut store = self.store();
+        store.running.remove(&span.id);
         if store.capacity == 0 {
             store.evicted += 1;
             return;
@@ -192,12 +244,22 @@ impl SpanHandler for SimpleSpanHandler {
     type Span = OpenSimpleSpan;
 
     fn new_span(&mut self, enter: &SpanEnter, record: &Record) -> Option<OpenSimpleSpan> {
-        Some(OpenSimpleSpan {
+        let open = OpenSimpleSpan {
             enter: enter.clone(),
             trace_id: record.span().map(|s| s.trace_id()),
             dispatcher: record.dispatcher_static(),
             start: record.timestamp(),
-        })
+        };
+        let running = RunningSpan {
+            id: enter.id,
+            parent: enter.parent,
+            trace_id: open.trace_id,
+            name: enter.name.clone(),
+            dispatcher: open.dispatcher,
+            start: open.start,
+        };
+        self.store().running.insert(enter.id, running);
+        Some(open)
     }
 
     fn prepare_to_exit_span(&mut self, span: OpenSimpleSpan, record: &Record) {
