@@ -546,7 +546,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, n) in by_count {
         println!("    {n:>6}  {name}");
     }
-    let stats: Vec<_> = app.handler_stats();
+    let stats: Vec<_> = app.all_handler_stats();
     let lost: u64 = stats.iter().map(|(_, s)| s.dropped).sum();
     let panics: u64 = stats.iter().map(|(_, s)| s.panicked).sum();
     println!(

@@ -175,11 +175,35 @@ impl Dispatcher {
 
     /// The counters of each handler attached here. After shutdown the handlers are detached:
     /// their final counters are in the [`ShutdownReport`](super::ShutdownReport).
-    pub fn handler_stats(&self) -> Vec<(HandlerId, HandlerStats)> {
+    pub fn all_handler_stats(&self) -> Vec<(HandlerId, HandlerStats)> {
         let hub = self.0.hub.lock();
         hub.handlers
             .iter()
             .map(|h| (h.id, h.stats(hub.channel.as_deref())))
             .collect()
+    }
+
+    /// The counters of the handler `id`, if it is attached here (not removed, not detached by
+    /// shutdown, and not attached to another dispatcher).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let d = spanbus::Dispatcher::new("app")?;
+    /// let id = d.add_span_handler(spanbus::handlers::NullSpanHandler)?;
+    /// d.span("step").in_scope(|| ());
+    /// d.flush().await;
+    /// assert_eq!(d.handler_stats(id).map(|s| s.delivered), Some(2)); // enter and exit
+    /// d.remove_handler(id);
+    /// assert!(d.handler_stats(id).is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn handler_stats(&self, id: HandlerId) -> Option<HandlerStats> {
+        let hub = self.0.hub.lock();
+        let attached = hub.handlers.iter().find(|h| h.id == id)?;
+        Some(attached.stats(hub.channel.as_deref()))
     }
 }

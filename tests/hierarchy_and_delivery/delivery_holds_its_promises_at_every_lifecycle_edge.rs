@@ -249,7 +249,7 @@ fn emits_after_the_handlers_runtime_is_dropped_fail_typed_and_are_counted_lost()
     );
     let span = d.span("after").in_scope(|| 1);
     assert_eq!(span, 1);
-    let lost = d.handler_stats()[0].1.lost;
+    let lost = d.all_handler_stats()[0].1.lost;
     let report = futures::executor::block_on(registry.shutdown(Duration::from_secs(1)));
     println!(
         "emits after the runtime dropped: {gone} of 1000 now() refused as HandlersGone; lost {lost}; report clean: {}",

@@ -239,7 +239,7 @@ async fn handlers_can_be_added_and_removed_at_any_time() -> Res {
 
     assert_eq!(a.seqs(), (0..200).collect::<Vec<_>>());
     assert_eq!(b.seqs(), (100..300).collect::<Vec<_>>());
-    let stats = d.handler_stats();
+    let stats = d.all_handler_stats();
     assert_eq!(stats.len(), 1);
     assert_eq!(stats[0].0, id_b);
     assert_eq!(stats[0].1.name, "b");

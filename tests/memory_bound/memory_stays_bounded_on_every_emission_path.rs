@@ -208,7 +208,7 @@ impl Handler for Tally {
 
 /// The sum of `HandlerStats::dropped` over a dispatcher's handlers.
 fn stats_dropped(d: &Dispatcher) -> u64 {
-    d.handler_stats().iter().map(|(_, s)| s.dropped).sum()
+    d.all_handler_stats().iter().map(|(_, s)| s.dropped).sum()
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -155,7 +155,7 @@ async fn panics_every_thousandth(n: u64) {
     }
     d.flush().await;
     let live = d
-        .handler_stats()
+        .all_handler_stats()
         .into_iter()
         .find(|(id, _)| *id == panicky)
         .unwrap()

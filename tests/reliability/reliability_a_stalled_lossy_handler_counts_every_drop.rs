@@ -137,7 +137,7 @@ async fn lossy_under_stall(n: u64, capacity: usize) {
         "still stalled after all emits"
     );
     let stats_of_lossy = || {
-        d.handler_stats()
+        d.all_handler_stats()
             .into_iter()
             .find(|(id, _)| *id == lossy)
             .unwrap()
@@ -285,7 +285,7 @@ async fn sync_emits_from_a_child_dispatcher_are_counted_exactly_too() {
     }
     gate.notify_one();
     child.flush().await;
-    let stats = &parent.handler_stats()[0].1;
+    let stats = &parent.all_handler_stats()[0].1;
     let (records, missed) = check_gaps(&log.seen());
     assert_eq!(stats.delivered + stats.dropped, N);
     assert_eq!((records, missed), (stats.delivered, stats.dropped));
@@ -304,7 +304,7 @@ async fn a_lossy_handler_that_keeps_up_loses_nothing() {
     d.flush().await;
     assert_eq!(log.seqs(), (0..10_000).collect::<Vec<_>>());
     assert!(!log.seen().iter().any(|s| matches!(s, Seen::Missed(_))));
-    assert_eq!(d.handler_stats()[0].1.dropped, 0);
+    assert_eq!(d.all_handler_stats()[0].1.dropped, 0);
 }
 
 /// A recorder that gives its thread away on every record, so it keeps falling behind.
@@ -354,7 +354,7 @@ async fn a_slow_lossy_handler_under_concurrent_emitters_accounts_for_every_recor
     }
     d.flush().await;
     let stats = d
-        .handler_stats()
+        .all_handler_stats()
         .into_iter()
         .find(|(id, _)| *id == slow_id)
         .unwrap()

@@ -128,7 +128,7 @@ async fn bad_input_gets_a_typed_error_and_nothing_else_is_lost() {
     // The handler beside it got everything, and nobody panicked.
     assert_eq!(other.seqs(), [1, 2, 3]);
     assert_eq!(other.records().len(), 5);
-    let stats = d.handler_stats();
+    let stats = d.all_handler_stats();
     assert_eq!(stats.len(), 2);
     assert!(
         stats
@@ -155,7 +155,7 @@ async fn bad_input_gets_a_typed_error_and_nothing_else_is_lost() {
         );
         cases += 1;
     }
-    assert_eq!(d.handler_stats().len(), 2, "nothing was attached");
+    assert_eq!(d.all_handler_stats().len(), 2, "nothing was attached");
     // The smallest valid capacity is accepted.
     d.add_handler_with(Recorder::new(), HandlerOptions::new().lossy(1))
         .unwrap();
@@ -417,7 +417,7 @@ fn adding_a_handler_outside_a_runtime_is_a_typed_error() {
             "no tokio runtime is running on this thread: add handlers from inside a runtime"
         );
     }
-    assert!(d.handler_stats().is_empty());
+    assert!(d.all_handler_stats().is_empty());
     // Emitting without handlers (and so without a runtime) is a no-op, not an error; spans
     // still run their code.
     d.event(Seq { emitter: 0, n: 0 }).now().unwrap();

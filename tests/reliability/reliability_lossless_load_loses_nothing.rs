@@ -124,7 +124,7 @@ async fn lossless_load(n: u64) {
 
     // After the flush: every handler has handled every event, in order, by the live stats.
     let at_flush = out.lock().unwrap().clone();
-    let live = d.handler_stats();
+    let live = d.all_handler_stats();
     let delivered: Vec<u64> = names
         .iter()
         .map(|name| at_flush.get(*name).map_or(0, |s| s.handled))
