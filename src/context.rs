@@ -328,7 +328,6 @@ pub(crate) fn current_parts() -> (Option<SpanContext>, Option<Arc<Tags>>) {
 /// For integrations whose scopes are callbacks rather than Rust scopes (the `tracing` bridge
 /// swaps a bridged span in at `on_enter` and back at `on_exit`); everything else uses the
 /// closure form, [`scoped`].
-#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn replace_current(ctx: Context) -> Context {
     let scope = SCOPE.with(Cell::get);
     if !scope.is_null() {
@@ -379,6 +378,90 @@ where
     V: Into<Value>,
 {
     Context::current().with_tags(tags).in_scope(f)
+}
+
+/// Merges `tags` into the current tags until the returned guard is dropped (inner keys win):
+/// the form for sync code that spans several statements, beside the closure
+/// ([`tags_in_scope`]) and future ([`with_tags`]) forms.
+///
+/// The guard is not `Send`: it restores this thread's context. Drop guards in reverse order of
+/// making (scopes do). A guard dropped while guards made after it are still alive restores
+/// what it replaced at once, which ends their tags too (their own drops then do nothing): tags
+/// end early rather than outlive every guard. A guard dropped after the span scope it was made
+/// in has ended restores nothing there. Across `.await`, use [`with_tags`].
+///
+/// # Examples
+///
+/// ```
+/// use spanbus::context::Context;
+///
+/// {
+///     let _tags = spanbus::tags_guard([("user.id", "u-42"), ("tier", "pro")]);
+///     assert_eq!(Context::current().tags()["tier"], "pro");
+///     let _inner = spanbus::tags_guard([("tier", "free")]);
+///     assert_eq!(Context::current().tags()["tier"], "free");
+/// }
+/// assert!(Context::current().tags().is_empty()); // both restored
+/// ```
+pub fn tags_guard<K, V>(tags: impl IntoIterator<Item = (K, V)>) -> TagsGuard
+where
+    K: Into<String>,
+    V: Into<Value>,
+{
+    let scope = SCOPE.with(Cell::get);
+    let ctx = Context::current().with_tags(tags);
+    let installed = ctx.tags.clone();
+    let prev = replace_current(ctx);
+    let depth = GUARDS.with(|g| g.get() + 1);
+    GUARDS.with(|g| g.set(depth));
+    TagsGuard {
+        prev: Some(prev),
+        scope,
+        depth,
+        installed,
+    }
+}
+
+thread_local! {
+    /// How many [`TagsGuard`]s on this thread are live (not ended early by an outer one).
+    static GUARDS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Tags made current by [`tags_guard`]; dropping it makes the previous tags current again (also
+/// when a panic unwinds through it).
+#[must_use = "the tags are current only while the guard lives"]
+pub struct TagsGuard {
+    /// The context this guard replaced.
+    prev: Option<Context>,
+    /// The scope it was made in (`SCOPE` then); compared, never dereferenced. A raw pointer
+    /// also keeps the guard on its thread (not `Send` or `Sync`).
+    scope: *mut Context,
+    /// Its place among this thread's live guards: 1 for the outermost.
+    depth: usize,
+    /// The tags it made current.
+    installed: Option<Arc<Tags>>,
+}
+
+impl std::fmt::Debug for TagsGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TagsGuard")
+            .field("tags", &self.installed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TagsGuard {
+    fn drop(&mut self) {
+        let live = GUARDS.try_with(Cell::get).unwrap_or(0);
+        if self.depth > live {
+            return; // ended early by a guard made before it
+        }
+        let _ = GUARDS.try_with(|g| g.set(self.depth - 1));
+        let same_scope = SCOPE.try_with(Cell::get).is_ok_and(|s| s == self.scope);
+        if same_scope && let Some(prev) = self.prev.take() {
+            replace_current(prev);
+        }
+    }
 }
 
 /// Runs `f` with `ctx` current on this thread, then makes the previous context current again

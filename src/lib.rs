@@ -166,7 +166,7 @@ use crate::error::NameError;
 
 // The crate root holds what a pipeline writes every day; the rest is reached through its
 // module (`spanbus::dispatcher::DispatcherBuilder`, `spanbus::error::JsonlError`, ...).
-pub use context::{SpanContext, Tags, current_span, tags_in_scope, with_tags};
+pub use context::{SpanContext, Tags, current_span, tags_guard, tags_in_scope, with_tags};
 pub use dispatcher::{Dispatcher, ShutdownReport};
 pub use event::Event;
 pub use handler::{

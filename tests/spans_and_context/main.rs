@@ -10,6 +10,7 @@
 mod support;
 
 mod a_stream_keeps_its_span_open_until_it_ends;
+mod a_tag_guard_restores_the_tags_on_drop_and_on_panic;
 mod span_trees_hold_their_invariants;
 mod spans_cross_spawn_spawn_blocking_threads_join_sets_and_processes;
 mod spans_end_with_the_outcome_of_their_code;
