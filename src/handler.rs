@@ -150,6 +150,15 @@ pub trait EventHandler: Send + 'static {
 /// enter of an open span is ignored; an exit or drop of a span that is not open is ignored.
 /// Spans still open when the handler is closed are dropped with [`DropReason::Shutdown`].
 ///
+/// # Order
+///
+/// A dropped span sends two records, in this order: the drop signal (which reaches
+/// [`prepare_to_drop_span`](Self::prepare_to_drop_span)), then a
+/// [`SpanDropEvent`](crate::events::SpanDropEvent) in that span, for event handlers.
+/// llama-index emits the event first; a [`Handler`] that sees both and matches on the event
+/// must not expect the span to be still open. Each emitter's records reach a handler in emit
+/// order, so a span's events come after its enter and before its end.
+///
 /// # Examples
 ///
 /// ```

@@ -29,6 +29,12 @@ impl Dispatcher {
     ///
     /// Records this dispatcher's descendants emit no longer reach its handlers.
     ///
+    /// Scoped to this dispatcher: its parent's handlers stay up (they may serve siblings), and
+    /// its children keep emitting to their own handlers. llama-index's shutdown walks up the
+    /// parent chain instead; to shut a whole tree down, use
+    /// [`Registry::shutdown`](crate::Registry::shutdown) (or [`crate::shutdown`] for the
+    /// process-wide registry).
+    ///
     /// Works from anywhere: inside or outside a tokio runtime, from `Drop`, or blocked on
     /// with `futures::executor::block_on` (even on the thread of a current-thread runtime).
     /// The waiting for the handlers is done by a short-lived thread of its own, which needs no
