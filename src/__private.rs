@@ -29,6 +29,36 @@ fn lookup(name: &str) -> Dispatcher {
     crate::get_dispatcher(name).unwrap_or_else(|_| crate::root_dispatcher())
 }
 
+/// What `dispatcher = <expr>` accepts: a [`Dispatcher`] or a reference to one (through any
+/// number of references, and behind an `Arc`).
+#[diagnostic::on_unimplemented(
+    message = "`dispatcher = ...` must give a `spanbus::Dispatcher` or a reference to one, not `{Self}`",
+    label = "not a dispatcher",
+    note = "for a dispatcher of the process-wide registry by name, write dispatcher = \"app.llm\""
+)]
+pub trait DispatcherRef {
+    /// The dispatcher.
+    fn dispatcher_ref(&self) -> &Dispatcher;
+}
+
+impl DispatcherRef for Dispatcher {
+    fn dispatcher_ref(&self) -> &Dispatcher {
+        self
+    }
+}
+
+impl<T: DispatcherRef + ?Sized> DispatcherRef for &T {
+    fn dispatcher_ref(&self) -> &Dispatcher {
+        (**self).dispatcher_ref()
+    }
+}
+
+impl<T: DispatcherRef + ?Sized> DispatcherRef for std::sync::Arc<T> {
+    fn dispatcher_ref(&self) -> &Dispatcher {
+        (**self).dispatcher_ref()
+    }
+}
+
 /// The span names of one call site that names its span by `Self`'s type at run time (a trait's
 /// default method, a method of a blanket impl): one name per type that calls it.
 ///

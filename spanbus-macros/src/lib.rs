@@ -47,6 +47,7 @@ use syn::{
 /// | option | effect |
 /// |---|---|
 /// | `dispatcher = "app.llm"` | the process-wide dispatcher to use; checked at compile time. Default: the dispatcher named after the module path, `my_crate::llm` → `my_crate.llm` (llama-index's `get_dispatcher(__name__)`) |
+/// | `dispatcher = self.bus` (any expression) | a dispatcher held anywhere: a field, a `Registry::new()` one, a standalone one; the expression gives a `Dispatcher` or a reference to one and is evaluated at each call, before the body (with the fn's arguments in scope) |
 /// | `name = "retrieve"` | the span's name instead of the fn's |
 /// | `skip(a, b)` | arguments not to capture (a name that is not an argument is an error) |
 /// | `skip_all` | capture no argument |
@@ -178,13 +179,21 @@ fn item_keyword_span(item: &Item) -> Span {
 
 // ---- options ------------------------------------------------------------------------------
 
-const EXPECTED: &str = "expected `dispatcher = \"...\"`, `name = \"...\"`, `skip(arg, ...)`, \
+const EXPECTED: &str = "expected `dispatcher = \"...\"` (or an expression), `name = \"...\"`, `skip(arg, ...)`, \
                         `skip_all` or `tags(key = value, ...)`";
+
+/// Where a span goes: a process-wide dispatcher by name (checked at compile time), or an
+/// expression evaluated at each call.
+#[derive(Clone)]
+enum DispatcherOption {
+    Named(LitStr),
+    Expr(Box<Expr>),
+}
 
 /// The options of one `#[span(...)]` attribute.
 #[derive(Default, Clone)]
 struct Options {
-    dispatcher: Option<LitStr>,
+    dispatcher: Option<DispatcherOption>,
     name: Option<LitStr>,
     skip: Vec<Ident>,
     skip_all: bool,
@@ -224,16 +233,22 @@ impl Parse for Options {
             match key_name.as_str() {
                 "dispatcher" => {
                     input.parse::<Token![=]>()?;
-                    let lit: LitStr = input.parse().map_err(|e| {
-                        syn::Error::new(
-                            e.span(),
-                            "`dispatcher` takes a string: dispatcher = \"app.llm\"",
-                        )
-                    })?;
-                    if let Err(why) = validate_dispatcher_name(&lit.value()) {
-                        return Err(syn::Error::new(lit.span(), why));
+                    if input.peek(LitStr) {
+                        let lit: LitStr = input.parse()?;
+                        if let Err(why) = validate_dispatcher_name(&lit.value()) {
+                            return Err(syn::Error::new(lit.span(), why));
+                        }
+                        options.dispatcher = Some(DispatcherOption::Named(lit));
+                    } else {
+                        let expr: Expr = input.parse().map_err(|e| {
+                            syn::Error::new(
+                                e.span(),
+                                "`dispatcher` takes a name, dispatcher = \"app.llm\", or an \
+                                 expression giving a `spanbus::Dispatcher`, dispatcher = self.bus",
+                            )
+                        })?;
+                        options.dispatcher = Some(DispatcherOption::Expr(Box::new(expr)));
                     }
-                    options.dispatcher = Some(lit);
                 }
                 "name" => {
                     input.parse::<Token![=]>()?;
@@ -485,8 +500,15 @@ fn expand_fn(
     };
 
     // The dispatcher, looked up once per call site.
+    // The dispatcher: looked up once per call site by name, or the expression's, each call.
     let dispatcher = match &options.dispatcher {
-        Some(lit) => quote! { #private::named_dispatcher(&__SPANBUS_DISPATCHER, #lit) },
+        Some(DispatcherOption::Named(lit)) => {
+            quote! { #private::named_dispatcher(&__SPANBUS_DISPATCHER, #lit) }
+        }
+        Some(DispatcherOption::Expr(expr)) => {
+            let at = expr.span();
+            quote_spanned! {at=> #private::DispatcherRef::dispatcher_ref(&(#expr)) }
+        }
         None => {
             quote! { #private::module_dispatcher(&__SPANBUS_DISPATCHER, ::std::module_path!()) }
         }
@@ -556,9 +578,15 @@ fn expand_fn(
     };
 
     let stmts = &block.stmts;
+    let cell = match &options.dispatcher {
+        Some(DispatcherOption::Expr(_)) => quote!(),
+        _ => quote! {
+            static __SPANBUS_DISPATCHER: ::std::sync::OnceLock<#private::Dispatcher> =
+                ::std::sync::OnceLock::new();
+        },
+    };
     let build = quote! {
-        static __SPANBUS_DISPATCHER: ::std::sync::OnceLock<#private::Dispatcher> =
-            ::std::sync::OnceLock::new();
+        #cell
         let __spanbus_span = #private::Dispatcher::span(#dispatcher, #name) #(#tags)* #args;
     };
     let body = if !is_async && returns_impl_stream(&sig.output) {

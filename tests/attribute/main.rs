@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod a_span_goes_to_the_dispatcher_an_expression_gives;
 mod misuses_of_the_span_attribute_fail_to_compile_with_clear_messages;
 mod spans_are_named_by_the_type_that_calls;
 mod the_span_attribute_captures_arguments_and_ends_spans_by_outcome;
