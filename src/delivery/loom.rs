@@ -208,6 +208,23 @@ fn recv_lingering(ch: &Channel, reader: usize, batch: &mut Vec<Rec>) -> Recv {
     block_on(poll_fn(|cx| ch.poll_recv(reader, batch, 16, true, cx)))
 }
 
+/// Receives from a lossless reader until `done(&seqs)` holds: every batch comes without drops,
+/// and no barrier or close is expected meanwhile. Returns the sequence numbers seen, in order.
+fn recv_lossless_until(ch: &Channel, reader: usize, done: impl Fn(&[u64]) -> bool) -> Vec<u64> {
+    let mut batch = Vec::new();
+    let mut seen = Vec::new();
+    while !done(&seen) {
+        match recv(ch, reader, &mut batch) {
+            Recv::Records { dropped } => {
+                assert_eq!(dropped, 0);
+                seen.extend(batch.drain(..).map(|r| seq(&r)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    seen
+}
+
 /// An `.await`ed emit: waits for room in lossless readers.
 fn push_wait(ch: &Channel, r: &Rec) -> Push {
     block_on(poll_fn(|cx| match ch.push(r, Some(cx.waker())) {
@@ -432,17 +449,7 @@ fn a_sync_push_on_a_full_lossless_channel_neither_blocks_nor_loses() {
             })
         };
 
-        let mut batch = Vec::new();
-        let mut seen = Vec::new();
-        while seen.len() < 3 {
-            match recv(&ch, reader, &mut batch) {
-                Recv::Records { dropped } => {
-                    assert_eq!(dropped, 0);
-                    seen.extend(batch.drain(..).map(|r| seq(&r)));
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        let mut seen = recv_lossless_until(&ch, reader, |seen| seen.len() >= 3);
         awaited.join().unwrap();
         sync.join().unwrap();
         assert!(sync_done.load(SeqCst));
@@ -510,17 +517,7 @@ fn a_spanned_future_waiting_for_room_is_woken_when_the_reader_frees_it() {
                 assert_eq!(ch.push(&record(Seq(1)), None), Push::Done, "room was made");
             })
         };
-        let mut batch = Vec::new();
-        let mut seen = Vec::new();
-        while seen.len() < 2 {
-            match recv(&ch, reader, &mut batch) {
-                Recv::Records { dropped } => {
-                    assert_eq!(dropped, 0);
-                    seen.extend(batch.drain(..).map(|r| seq(&r)));
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        let seen = recv_lossless_until(&ch, reader, |seen| seen.len() >= 2);
         waiter.join().unwrap();
         assert_eq!(seen, [0, 1]);
     });
@@ -607,21 +604,10 @@ fn an_awaited_push_cancelled_while_waiting_pushes_nothing() {
                 first == Push::Done
             })
         };
-        let mut batch = Vec::new();
-        let mut seen = Vec::new();
-        let mut expected = 2;
-        while seen.len() < expected {
-            match recv(&ch, reader, &mut batch) {
-                Recv::Records { dropped } => {
-                    assert_eq!(dropped, 0);
-                    seen.extend(batch.drain(..).map(|r| seq(&r)));
-                    if seen.contains(&1) {
-                        expected = 3;
-                    }
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        // Records 0 and 2 always arrive; 1, the cancelled push's, only if its one poll got it in.
+        let seen = recv_lossless_until(&ch, reader, |seen| {
+            seen.len() >= if seen.contains(&1) { 3 } else { 2 }
+        });
         let first_got_in = pusher.join().unwrap();
         assert_eq!(
             seen.contains(&1),
