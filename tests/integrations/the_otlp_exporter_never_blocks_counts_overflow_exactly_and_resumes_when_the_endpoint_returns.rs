@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use spanbus::integrations::otlp::{OtlpExporter, OtlpHandle, OtlpStats};
+use spanbus::integrations::otlp::{OtlpExporter, OtlpExporterBuilder, OtlpHandle, OtlpStats};
 use spanbus::{Dispatcher, Event, SpanId, current_span};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -115,20 +115,29 @@ fn found(bodies: &Mutex<Vec<Vec<u8>>>, ids: &[SpanId]) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_exporter_never_blocks_counts_overflow_and_resumes() {
-    // A port with nothing listening on it.
-    let port = TcpListener::bind("127.0.0.1:0")
+/// A loopback port with nothing listening on it (the endpoint is down).
+async fn unused_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let flush_timeout = Duration::from_millis(300);
-    let exporter = OtlpExporter::builder()
+        .port()
+}
+
+/// An exporter to `port` on loopback with the small queue and batches of these tests.
+fn exporter_to(port: u16) -> OtlpExporterBuilder {
+    OtlpExporter::builder()
         .endpoint(format!("http://127.0.0.1:{port}/v1/traces"))
         .queue_capacity(QUEUE)
         .batch_size(BATCH)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exporter_never_blocks_counts_overflow_and_resumes() {
+    let port = unused_port().await;
+    let flush_timeout = Duration::from_millis(300);
+    let exporter = exporter_to(port)
         .scheduled_delay(Duration::from_millis(5))
         .initial_backoff(Duration::from_millis(20))
         .max_backoff(Duration::from_millis(100))
@@ -222,17 +231,9 @@ async fn the_exporter_never_blocks_counts_overflow_and_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_the_endpoint_down_returns_by_its_deadline_and_counts_what_was_abandoned() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port().await;
     let close_timeout = Duration::from_millis(400);
-    let exporter = OtlpExporter::builder()
-        .endpoint(format!("http://127.0.0.1:{port}/v1/traces"))
-        .queue_capacity(QUEUE)
-        .batch_size(BATCH)
+    let exporter = exporter_to(port)
         .initial_backoff(Duration::from_millis(20))
         .max_backoff(Duration::from_millis(100))
         .flush_timeout(Duration::from_millis(100))

@@ -166,9 +166,26 @@ struct Counts {
     missed: AtomicU64,
 }
 
+/// What a [`Counts`] holds at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    enters: u64,
+    exits: u64,
+    drops: u64,
+    events: u64,
+    missed: u64,
+}
+
 impl Counts {
-    fn get(field: &AtomicU64) -> u64 {
-        field.load(Ordering::SeqCst)
+    fn seen(&self) -> Seen {
+        let get = |field: &AtomicU64| field.load(Ordering::SeqCst);
+        Seen {
+            enters: get(&self.enters),
+            exits: get(&self.exits),
+            drops: get(&self.drops),
+            events: get(&self.events),
+            missed: get(&self.missed),
+        }
     }
 }
 
@@ -289,10 +306,13 @@ fn span_only_async_code_under_a_slow_handler_stays_within_the_bound_and_loses_no
     let growth = watch.finish();
 
     let started = started.load(Ordering::SeqCst);
-    let enters = Counts::get(&counts.enters);
-    let exits = Counts::get(&counts.exits);
-    let drops = Counts::get(&counts.drops);
-    let missed = Counts::get(&counts.missed);
+    let Seen {
+        enters,
+        exits,
+        drops,
+        missed,
+        ..
+    } = counts.seen();
     let dropped = stats_dropped(&d);
     println!(
         "span-only async, {TASKS} tasks, 1 ms/record handler, budget {BUDGET:?}: \
@@ -376,10 +396,13 @@ fn sync_span_attribute_fns_under_a_slow_handler_stay_within_the_bound_and_accoun
     });
     let growth = watch.finish();
 
-    let enters = Counts::get(&counts.enters);
-    let exits = Counts::get(&counts.exits);
-    let drops = Counts::get(&counts.drops);
-    let missed = Counts::get(&counts.missed);
+    let Seen {
+        enters,
+        exits,
+        drops,
+        missed,
+        ..
+    } = counts.seen();
     let dropped = stats_dropped(&d);
     println!(
         "sync #[span] fn with captured args on a runtime thread, 1 ms/record handler: \
@@ -461,11 +484,13 @@ fn sync_spans_on_a_plain_thread_block_for_room_and_lose_nothing() {
     rt.block_on(within_patience("flush", d.flush()));
     let growth = watch.finish();
 
-    let enters = Counts::get(&counts.enters);
-    let exits = Counts::get(&counts.exits);
-    let drops = Counts::get(&counts.drops);
-    let events = Counts::get(&counts.events);
-    let missed = Counts::get(&counts.missed);
+    let Seen {
+        enters,
+        exits,
+        drops,
+        events,
+        missed,
+    } = counts.seen();
     let dropped = stats_dropped(&d);
     println!(
         "plain thread, capacity {CAPACITY} + overflow {OVERFLOW}, 1 ms/record for the first \
