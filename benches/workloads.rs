@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use spanbus::handlers::{NullSpanHandler, SimpleSpanHandler};
-use spanbus::record::SpanEnter;
+use spanbus::record::{SpanEnter, SpanExit};
 use spanbus::{
     Dispatcher, Event, EventHandler, Record, Registry, SpanFutureExt, SpanHandler, SpanId,
     current_span,
@@ -697,7 +697,12 @@ impl SpanHandler for SpanRecorder {
         ))
     }
 
-    fn prepare_to_exit_span(&mut self, (id, parent, level, start): Self::Span, record: &Record) {
+    fn prepare_to_exit_span(
+        &mut self,
+        (id, parent, level, start): Self::Span,
+        _: &SpanExit,
+        record: &Record,
+    ) {
         self.done.push((
             id.to_u64(),
             parent.map_or(0, SpanId::to_u64),

@@ -8,6 +8,7 @@ pub use serde_json::{Map, Value};
 
 pub use crate::dispatcher::Dispatcher;
 pub use crate::span::Span;
+use crate::span::{Instrumented, Outcome};
 
 /// The dispatcher named after a module path (`a::b` → `a.b`), looked up once per call site.
 pub fn module_dispatcher(
@@ -175,6 +176,177 @@ pub fn instrument<F: std::future::Future>(
     future: F,
 ) -> crate::span::Instrumented<F, crate::span::AnyOutput> {
     span.instrument(future)
+}
+
+/// A return value that `#[span(ret)]` records on the span's exit.
+#[diagnostic::on_unimplemented(
+    message = "the return type `{Self}` is not serializable, so #[span(ret)] cannot record it",
+    label = "`{Self}` does not implement `serde::Serialize`",
+    note = "implement `serde::Serialize` for `{Self}`, or remove `ret`"
+)]
+pub trait SpanReturn {
+    /// The value as JSON.
+    fn to_recorded(&self) -> Value;
+}
+
+impl<T: serde::Serialize + ?Sized> SpanReturn for T {
+    fn to_recorded(&self) -> Value {
+        crate::span::to_recorded_value(self)
+    }
+}
+
+/// An error value that `#[span(err)]` records on the span's drop.
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` is not serializable, so #[span(err)] cannot record it",
+    label = "`{Self}` does not implement `serde::Serialize`",
+    note = "implement `serde::Serialize` for `{Self}`, or remove `err` (the span is still dropped with the error's text)"
+)]
+pub trait SpanErrorValue {
+    /// The value as JSON.
+    fn to_recorded(&self) -> Value;
+}
+
+impl<E: serde::Serialize + ?Sized> SpanErrorValue for E {
+    fn to_recorded(&self) -> Value {
+        crate::span::to_recorded_value(self)
+    }
+}
+
+/// `#[span(ret)]` on a fn not returning `Result`: the output exits the span and is recorded.
+pub enum Ret {}
+
+impl<T: SpanReturn> Outcome<T> for Ret {
+    fn failure(_: &T) -> Option<String> {
+        None
+    }
+
+    fn recorded(output: &T) -> Option<Value> {
+        Some(output.to_recorded())
+    }
+}
+
+/// `#[span(ret)]` on a `Result` fn: the `Ok` value is recorded on the exit.
+pub enum RetOk {}
+
+impl<T: SpanReturn, E: SpanError> Outcome<Result<T, E>> for RetOk {
+    fn failure(output: &Result<T, E>) -> Option<String> {
+        output.as_ref().err().map(ToString::to_string)
+    }
+
+    fn recorded(output: &Result<T, E>) -> Option<Value> {
+        output.as_ref().ok().map(SpanReturn::to_recorded)
+    }
+}
+
+/// `#[span(err)]`: the `Err` value is recorded on the drop.
+pub enum ErrValue {}
+
+impl<T, E: SpanError + SpanErrorValue> Outcome<Result<T, E>> for ErrValue {
+    fn failure(output: &Result<T, E>) -> Option<String> {
+        output.as_ref().err().map(ToString::to_string)
+    }
+
+    fn recorded(output: &Result<T, E>) -> Option<Value> {
+        output.as_ref().err().map(SpanErrorValue::to_recorded)
+    }
+}
+
+/// `#[span(ret, err)]`: the `Ok` value on the exit, the `Err` value on the drop.
+pub enum RetAndErr {}
+
+impl<T: SpanReturn, E: SpanError + SpanErrorValue> Outcome<Result<T, E>> for RetAndErr {
+    fn failure(output: &Result<T, E>) -> Option<String> {
+        output.as_ref().err().map(ToString::to_string)
+    }
+
+    fn recorded(output: &Result<T, E>) -> Option<Value> {
+        match output {
+            Ok(value) => Some(SpanReturn::to_recorded(value)),
+            Err(error) => Some(SpanErrorValue::to_recorded(error)),
+        }
+    }
+}
+
+/// [`Span::in_scope`] ending the span as `K` says (`ret`, `err`).
+fn in_scope_as<K: Outcome<R>, R>(span: Span, f: impl FnOnce() -> R) -> R {
+    if span.is_idle() {
+        return f();
+    }
+    crate::span::run_in::<R, K>(span.open_sync(), f)
+}
+
+// One fn per form of `ret`/`err`, each bounding the types directly, so that a missing
+// `Serialize` is reported with the messages above rather than through `Outcome`.
+
+/// `#[span(ret)]` on a sync fn.
+pub fn in_scope_ret<R: SpanReturn>(span: Span, f: impl FnOnce() -> R) -> R {
+    in_scope_as::<Ret, R>(span, f)
+}
+
+/// `#[span(ret)]` on a sync `Result` fn.
+pub fn in_scope_ret_ok<T: SpanReturn, E: SpanError>(
+    span: Span,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    in_scope_as::<RetOk, _>(span, f)
+}
+
+/// `#[span(err)]` on a sync `Result` fn.
+pub fn in_scope_err<T, E: SpanError + SpanErrorValue>(
+    span: Span,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    in_scope_as::<ErrValue, _>(span, f)
+}
+
+/// `#[span(ret, err)]` on a sync `Result` fn.
+pub fn in_scope_ret_err<T: SpanReturn, E: SpanError + SpanErrorValue>(
+    span: Span,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    in_scope_as::<RetAndErr, _>(span, f)
+}
+
+/// `#[span(ret)]` on an async fn.
+pub fn instrument_ret<F>(span: Span, future: F) -> Instrumented<F, Ret>
+where
+    F: std::future::Future,
+    F::Output: SpanReturn,
+{
+    Instrumented::new(span, future)
+}
+
+/// `#[span(ret)]` on an async `Result` fn.
+pub fn instrument_ret_ok<F, T: SpanReturn, E: SpanError>(
+    span: Span,
+    future: F,
+) -> Instrumented<F, RetOk>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    Instrumented::new(span, future)
+}
+
+/// `#[span(err)]` on an async `Result` fn.
+pub fn instrument_err<F, T, E: SpanError + SpanErrorValue>(
+    span: Span,
+    future: F,
+) -> Instrumented<F, ErrValue>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    Instrumented::new(span, future)
+}
+
+/// `#[span(ret, err)]` on an async `Result` fn.
+pub fn instrument_ret_err<F, T: SpanReturn, E: SpanError + SpanErrorValue>(
+    span: Span,
+    future: F,
+) -> Instrumented<F, RetAndErr>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    Instrumented::new(span, future)
 }
 
 /// Spans a stream returned by a `-> impl Stream` fn for its whole life.

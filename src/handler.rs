@@ -33,7 +33,7 @@ use futures::FutureExt;
 
 use crate::delivery::{Channel, Linger, Mode, ReaderId, Receiver, Recv};
 use crate::id::SpanIdMap;
-use crate::record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter};
+use crate::record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter, SpanExit};
 
 /// Code that reacts to every record it receives: events and span signals.
 ///
@@ -164,7 +164,7 @@ pub trait EventHandler: Send + 'static {
 /// ```
 /// use std::time::Instant;
 /// use spanbus::{Record, SpanHandler};
-/// use spanbus::record::{SpanDrop, SpanEnter};
+/// use spanbus::record::{SpanDrop, SpanEnter, SpanExit};
 ///
 /// struct SlowSpans;
 ///
@@ -175,7 +175,7 @@ pub trait EventHandler: Send + 'static {
 ///         Some((enter.name.to_string(), Instant::now()))
 ///     }
 ///
-///     fn prepare_to_exit_span(&mut self, (name, start): Self::Span, _: &Record) {
+///     fn prepare_to_exit_span(&mut self, (name, start): Self::Span, _: &SpanExit, _: &Record) {
 ///         if start.elapsed().as_millis() > 100 {
 ///             println!("slow: {name}");
 ///         }
@@ -193,10 +193,13 @@ pub trait SpanHandler: Send + 'static {
     /// A span was entered; return the value to keep while it is open, or `None` to ignore it.
     fn new_span(&mut self, enter: &SpanEnter, record: &Record) -> Option<Self::Span>;
 
-    /// The span ended normally.
-    fn prepare_to_exit_span(&mut self, span: Self::Span, record: &Record);
+    /// The span ended normally; `exit` carries the value recorded by `#[span(ret)]` or
+    /// [`OpenSpan::exit_with`](crate::span::OpenSpan::exit_with), if any.
+    fn prepare_to_exit_span(&mut self, span: Self::Span, exit: &SpanExit, record: &Record);
 
-    /// The span ended abnormally (error, panic, cancellation, shutdown).
+    /// The span ended abnormally (error, panic, cancellation, shutdown); `drop` carries the
+    /// reason, the text, and the error value recorded by `#[span(err)]` or
+    /// [`OpenSpan::fail_with`](crate::span::OpenSpan::fail_with), if any.
     fn prepare_to_drop_span(&mut self, span: Self::Span, drop: &SpanDrop, record: &Record);
 
     /// See [`Handler::flush`].
@@ -558,7 +561,7 @@ impl<H: SpanHandler> Handler for Spans<H> {
             }
             RecordKind::SpanExit(exit) => {
                 if let Some(span) = self.open.remove(&exit.id) {
-                    self.handler.prepare_to_exit_span(span, record);
+                    self.handler.prepare_to_exit_span(span, exit, record);
                 }
             }
             RecordKind::SpanDrop(drop) => {
@@ -581,6 +584,7 @@ impl<H: SpanHandler> Handler for Spans<H> {
                 id,
                 reason: DropReason::Shutdown,
                 message: "handler closed with the span still open".to_owned(),
+                error: None,
             };
             let record = Record::alloc(None, None, &"", drop.clone());
             self.handler.prepare_to_drop_span(span, &drop, &record);

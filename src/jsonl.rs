@@ -136,7 +136,10 @@ impl JsonRecord {
                 },
                 args: map.get("args").filter(|v| !v.is_null()).cloned(),
             }),
-            "SpanExit" => JsonKind::SpanExit(SpanExit { id: signal_id()? }),
+            "SpanExit" => JsonKind::SpanExit(SpanExit {
+                id: signal_id()?,
+                result: recorded(&map, "result"),
+            }),
             "SpanDrop" => JsonKind::SpanDrop(SpanDrop {
                 id: signal_id()?,
                 reason: DropReason::deserialize_value(
@@ -152,6 +155,7 @@ impl JsonRecord {
                         )));
                     }
                 },
+                error: recorded(&map, "error"),
             }),
             _ => JsonKind::Event,
         };
@@ -247,6 +251,11 @@ pub fn from_reader(mut reader: impl BufRead) -> Result<JsonlContents, JsonlError
             Err(source) => out.errors.push(LineError { line, source }),
         }
     }
+}
+
+/// A recorded value (`result`, `error`) of a span signal; `null` or absent is none.
+fn recorded(map: &Map<String, Value>, key: &str) -> Option<Box<Value>> {
+    map.get(key).filter(|v| !v.is_null()).cloned().map(Box::new)
 }
 
 fn take_str(map: &mut Map<String, Value>, key: &'static str) -> Result<String, serde_json::Error> {

@@ -26,6 +26,12 @@
 //! Every drop also emits a [`SpanDropEvent`](crate::events::SpanDropEvent) to event handlers,
 //! as llama-index does. The output, the error, and the panic pass through unchanged.
 //!
+//! An end record can also carry a value, as llama-index passes `result` and `err` to its span
+//! handlers: the return value on the exit ([`SpanExit::result`](crate::record::SpanExit::result))
+//! and the error value on the drop ([`SpanDrop::error`](crate::record::SpanDrop::error)).
+//! `#[span(ret, err)]` records them; by hand, [`OpenSpan::exit_with`] and
+//! [`OpenSpan::fail_with`].
+//!
 //! # Examples
 //!
 //! ```
@@ -61,6 +67,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::task::Poll;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::context::{Context, SpanContext, WithContext, scoped};
@@ -205,7 +212,7 @@ impl Span {
 
     /// For sync code: on a plain thread, waits for room below the hard cap first (see
     /// [the bound](crate#the-bound)), then enters.
-    fn open_sync(self) -> Opened {
+    pub(crate) fn open_sync(self) -> Opened {
         if let Some(d) = &self.dispatcher {
             d.wait_below_hard_cap();
         }
@@ -232,7 +239,7 @@ impl Span {
         if self.is_idle() {
             return f();
         }
-        run_in(self.open_sync(), f, |_| None)
+        run_in::<R, AnyOutput>(self.open_sync(), f)
     }
 
     /// Runs `f` inside the span; an `Err` drops the span with the error's text.
@@ -241,7 +248,7 @@ impl Span {
         if self.is_idle() {
             return f();
         }
-        run_in(self.open_sync(), f, error_text)
+        run_in::<_, ResultOutput>(self.open_sync(), f)
     }
 
     /// Enters the span now and returns it, to end by hand.
@@ -269,17 +276,16 @@ fn error_text<T, E: Display>(out: &Result<T, E>) -> Option<String> {
     out.as_ref().err().map(ToString::to_string)
 }
 
-fn run_in<R>(mut open: Opened, f: impl FnOnce() -> R, failed: impl Fn(&R) -> Option<String>) -> R {
+/// Runs `f` inside `open` and ends the span as `K` says of its output.
+pub(crate) fn run_in<R, K: Outcome<R>>(mut open: Opened, f: impl FnOnce() -> R) -> R {
     let result = scoped(&mut open.ctx, || catch_unwind(AssertUnwindSafe(f)));
     match result {
         Ok(out) => {
             if let Some((d, _)) = &open.tracked {
                 d.wait_below_hard_cap();
             }
-            match failed(&out) {
-                None => open.exit(),
-                Some(message) => open.end(DropReason::Error, message),
-            }
+            let recorded = open.record::<R, K>(&out);
+            open.finish(K::failure(&out), recorded);
             out
         }
         Err(payload) => {
@@ -300,14 +306,42 @@ pub(crate) struct Opened {
 
 impl Opened {
     pub(crate) fn exit(self) {
-        if let Some((dispatcher, at)) = self.tracked {
-            dispatcher.exit_span(at, self.span, self.ctx.tags);
-        }
+        self.finish(None, None);
     }
 
     pub(crate) fn end(self, reason: DropReason, message: String) {
+        self.end_recording(reason, message, None);
+    }
+
+    fn end_recording(self, reason: DropReason, message: String, error: Option<Box<Value>>) {
         if let Some((dispatcher, at)) = self.tracked {
-            dispatcher.drop_span(at, self.span, self.ctx.tags, reason, message);
+            dispatcher.drop_span(at, self.span, self.ctx.tags, reason, message, error);
+        }
+    }
+
+    /// Exits the span (`failure` is `None`) or drops it with the failure's text, with the
+    /// value its end record carries.
+    fn finish(self, failure: Option<String>, recorded: Option<Box<Value>>) {
+        match failure {
+            None => {
+                if let Some((dispatcher, at)) = self.tracked {
+                    dispatcher.exit_span(at, self.span, self.ctx.tags, recorded);
+                }
+            }
+            Some(message) => self.end_recording(DropReason::Error, message, recorded),
+        }
+    }
+
+    /// The value `K` records of `output` on the end record, computed only if some handler
+    /// will see that record. A serializer that panics records its panic text instead.
+    fn record<T: ?Sized, K: Outcome<T>>(&self, output: &T) -> Option<Box<Value>> {
+        self.tracked.as_ref()?;
+        match catch_unwind(AssertUnwindSafe(|| K::recorded(output))) {
+            Ok(value) => value.map(Box::new),
+            Err(payload) => Some(Box::new(Value::String(format!(
+                "<not serializable: panicked: {}>",
+                panic_message(&*payload)
+            )))),
         }
     }
 
@@ -371,6 +405,37 @@ impl OpenSpan {
             open.end(DropReason::Error, error.to_string());
         }
     }
+
+    /// Ends the span normally, recording `result` on its exit record
+    /// ([`SpanExit::result`](crate::record::SpanExit::result)), as `#[span(ret)]` does. The
+    /// value is serialized only if some handler will see the record.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), spanbus::error::NameError> {
+    /// let d = spanbus::Dispatcher::new("batch")?;
+    /// let span = d.span("count").enter();
+    /// span.exit_with(&42);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn exit_with<T: Serialize + ?Sized>(mut self, result: &T) {
+        if let Some(open) = self.open.take() {
+            let recorded = open.record::<_, RecordOutput>(result);
+            open.finish(None, recorded);
+        }
+    }
+
+    /// Ends the span as failed with `error`'s text ([`DropReason::Error`]), recording the
+    /// error value on its drop record ([`SpanDrop::error`](crate::record::SpanDrop::error)), as
+    /// `#[span(err)]` does. The value is serialized only if some handler will see the record.
+    pub fn fail_with<E: Display + Serialize + ?Sized>(mut self, error: &E) {
+        if let Some(open) = self.open.take() {
+            let recorded = open.record::<_, RecordOutput>(error);
+            open.finish(Some(error.to_string()), recorded);
+        }
+    }
 }
 
 impl Drop for OpenSpan {
@@ -381,10 +446,39 @@ impl Drop for OpenSpan {
     }
 }
 
-/// How a future's output decides between exiting and dropping its span.
-pub trait Outcome<T> {
+/// How a future's output decides between exiting and dropping its span, and what its end
+/// record carries.
+pub trait Outcome<T: ?Sized> {
     /// `Some(text)` if the output is a failure.
     fn failure(output: &T) -> Option<String>;
+
+    /// The value the end record carries: the result on an exit
+    /// ([`SpanExit::result`](crate::record::SpanExit::result)), the error on a drop
+    /// ([`SpanDrop::error`](crate::record::SpanDrop::error)). Asked only when some handler
+    /// will see that record. None by default.
+    fn recorded(output: &T) -> Option<Value> {
+        let _ = output;
+        None
+    }
+}
+
+/// Any output exits the span, recording the output serialized (`OpenSpan::exit_with`).
+enum RecordOutput {}
+
+impl<T: Serialize + ?Sized> Outcome<T> for RecordOutput {
+    fn failure(_: &T) -> Option<String> {
+        None
+    }
+
+    fn recorded(output: &T) -> Option<Value> {
+        Some(to_recorded_value(output))
+    }
+}
+
+/// `value` as JSON, or a string saying why it cannot be (as for captured arguments).
+pub(crate) fn to_recorded_value<T: Serialize + ?Sized>(value: &T) -> Value {
+    serde_json::to_value(value)
+        .unwrap_or_else(|e| Value::String(format!("<not serializable: {e}>")))
 }
 
 /// Any output exits the span ([`Span::instrument`]).
@@ -423,8 +517,9 @@ pin_project_lite::pin_project! {
         inner: Option<F>,
         pending: Option<Span>,
         open: Option<Opened>,
-        // The output and how the span ends, while waiting for room to end it.
-        done: Option<(F::Output, Option<String>)>,
+        // The output, how the span ends and the value its end records, while waiting for
+        // room to end it.
+        done: Option<(F::Output, Option<String>, Option<Box<Value>>)>,
         kind: PhantomData<fn() -> K>,
     }
 
@@ -434,8 +529,7 @@ pin_project_lite::pin_project! {
             let Some(open) = this.open.take() else { return };
             match this.done.take() {
                 // The code completed; only the end waited for room: end it as it completed.
-                Some((_, None)) => open.exit(),
-                Some((_, Some(message))) => open.end(DropReason::Error, message),
+                Some((_, failure, recorded)) => open.finish(failure, recorded),
                 None => open.cancel_after_dropping(this.inner),
             }
         }
@@ -443,7 +537,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<F: Future, K> Instrumented<F, K> {
-    fn new(span: Span, future: F) -> Self {
+    pub(crate) fn new(span: Span, future: F) -> Self {
         Instrumented {
             inner: Some(future),
             pending: Some(span),
@@ -490,7 +584,8 @@ impl<F: Future, K: Outcome<F::Output>> Future for Instrumented<F, K> {
                 Ok(Poll::Ready(output)) => {
                     this.inner.set(None);
                     let failure = K::failure(&output);
-                    *this.done = Some((output, failure));
+                    let recorded = open.record::<_, K>(&output);
+                    *this.done = Some((output, failure, recorded));
                 }
                 Err(payload) => {
                     if let Some(open) = this.open.take() {
@@ -504,13 +599,11 @@ impl<F: Future, K: Outcome<F::Output>> Future for Instrumented<F, K> {
         if !open.poll_room(cx) {
             return Poll::Pending;
         }
-        let (Some(open), Some((output, failure))) = (this.open.take(), this.done.take()) else {
+        let (Some(open), Some((output, failure, recorded))) = (this.open.take(), this.done.take())
+        else {
             panic!("`Instrumented` polled after completion");
         };
-        match failure {
-            None => open.exit(),
-            Some(message) => open.end(DropReason::Error, message),
-        }
+        open.finish(failure, recorded);
         Poll::Ready(output)
     }
 }

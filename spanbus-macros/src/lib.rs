@@ -52,6 +52,8 @@ use syn::{
 /// | `skip(a, b)` | arguments not to capture (a name that is not an argument is an error) |
 /// | `skip_all` | capture no argument |
 /// | `tags(key = value, "dotted.key" = value)` | tags of the span; values are expressions evaluated at each call, anything `Into<serde_json::Value>` |
+/// | `ret` | record the return value (of a `Result` fn, the `Ok` value) on the exit record, `SpanExit::result`; the type must be `Serialize` |
+/// | `err` | record the `Err` value on the drop record, `SpanDrop::error` (the drop's text stays the error's `Display`); a `Result` fn only, the error type must be `Serialize` |
 ///
 /// # Arguments
 ///
@@ -68,6 +70,26 @@ use syn::{
 /// `E` must implement `Display`. Any other return exits the span. A panic drops the span with
 /// the panic's text and keeps unwinding; a dropped future drops its span as cancelled. Return
 /// values, errors and panics pass through unchanged.
+///
+/// With `ret` and `err` the end record also carries the value, serialized with
+/// `serde_json::to_value` only when some handler listens (as for arguments); a value that
+/// fails to serialize is recorded as a string saying why. A span handler receives it in
+/// `prepare_to_exit_span` / `prepare_to_drop_span`, and the JSON Lines output writes it as
+/// `result` / `error`. A fn returning a stream takes neither (its span ends with the stream);
+/// neither goes on an `impl` block (put it on the methods).
+///
+/// ```ignore
+/// #[derive(serde::Serialize)]
+/// struct Answer {
+///     text: String,
+///     tokens: u32,
+/// }
+///
+/// #[spanbus::span(dispatcher = "app.llm", ret)]
+/// async fn complete(prompt: String) -> Answer {
+///     Answer { text: format!("{prompt}..."), tokens: 3 }
+/// }
+/// ```
 ///
 /// # Cost
 ///
@@ -180,7 +202,7 @@ fn item_keyword_span(item: &Item) -> Span {
 // ---- options ------------------------------------------------------------------------------
 
 const EXPECTED: &str = "expected `dispatcher = \"...\"` (or an expression), `name = \"...\"`, `skip(arg, ...)`, \
-                        `skip_all` or `tags(key = value, ...)`";
+                        `skip_all`, `tags(key = value, ...)`, `ret` or `err`";
 
 /// Where a span goes: a process-wide dispatcher by name (checked at compile time), or an
 /// expression evaluated at each call.
@@ -200,6 +222,10 @@ struct Options {
     tags: Vec<(LitStr, Expr)>,
     /// The span of the `skip` keyword, to reject it on impl blocks.
     skip_kw: Option<Span>,
+    /// `ret`: record the return value (the `Ok` value of a `Result`) on the exit.
+    ret: Option<Span>,
+    /// `err`: record the `Err` value on the drop.
+    err: Option<Span>,
 }
 
 impl Options {
@@ -210,6 +236,8 @@ impl Options {
             self.dispatcher = outer.dispatcher.clone();
         }
         self.skip_all |= outer.skip_all;
+        self.ret = self.ret.or(outer.ret);
+        self.err = self.err.or(outer.err);
         let mut tags = outer.tags.clone();
         tags.extend(self.tags);
         self.tags = tags;
@@ -271,6 +299,8 @@ impl Parse for Options {
                     options.skip_kw = Some(key.span());
                 }
                 "skip_all" => options.skip_all = true,
+                "ret" => options.ret = Some(key.span()),
+                "err" => options.err = Some(key.span()),
                 "tags" => {
                     let content;
                     syn::parenthesized!(content in input);
@@ -343,6 +373,17 @@ fn expand_impl(options: Options, mut imp: ItemImpl) -> syn::Result<TokenStream2>
             kw,
             "`skip(...)` on an impl block: put #[span(skip(...))] on the method, or use `skip_all`",
         ));
+    }
+    for (kw, option) in [(options.ret, "ret"), (options.err, "err")] {
+        if let Some(kw) = kw {
+            return Err(syn::Error::new(
+                kw,
+                format!(
+                    "`{option}` on an impl block: put #[span({option})] on the methods whose \
+                     values to record"
+                ),
+            ));
+        }
     }
     // `impl<T: Bound> Trait for T`: the block's type is whichever type calls, named at run time.
     let type_name = self_type_name(&imp.self_ty).filter(|name| {
@@ -545,15 +586,45 @@ fn expand_fn(
 
     let is_result = returns_result(&sig.output);
     let is_async = sig.asyncness.is_some();
-    let method = match (is_async, is_result) {
-        (true, false) => "instrument",
-        (true, true) => "instrument_result",
-        (false, false) => "in_scope",
-        (false, true) => "in_scope_result",
-    };
-    // Errors about the wrapper (an error type without `Display`) point at the return type.
+    let is_stream = !is_async && returns_impl_stream(&sig.output);
+    if let Some(kw) = options.err
+        && !is_result
+    {
+        return Err(syn::Error::new(
+            kw,
+            format!(
+                "`err` records the `Err` value of a fn returning `Result`, and `{fn_name}` \
+                 does not return a `Result`"
+            ),
+        ));
+    }
+    if is_stream && let Some(kw) = options.ret.or(options.err) {
+        return Err(syn::Error::new(
+            kw,
+            format!(
+                "`{fn_name}` returns a stream, whose span ends when the stream does: there \
+                 is no single value for `ret` or `err` to record"
+            ),
+        ));
+    }
+    // Errors about the wrapper (an error type without `Display`, a value without
+    // `Serialize`) point at the return type.
     let ret_span = return_span(&sig.output, fn_span);
-    let method = Ident::new(method, ret_span);
+    // How the span ends: by the output alone, or recording a value (`ret`, `err`).
+    let ending = match (is_result, options.ret.is_some(), options.err.is_some()) {
+        (false, false, _) => "",
+        // `err` without a `Result` was refused above.
+        (false, true, _) => "_ret",
+        (true, false, false) => "_result",
+        (true, true, false) => "_ret_ok",
+        (true, false, true) => "_err",
+        (true, true, true) => "_ret_err",
+    };
+    let method = format!(
+        "{}{ending}",
+        if is_async { "instrument" } else { "in_scope" }
+    );
+    let method = Ident::new(&method, ret_span);
     let call = quote_spanned!(ret_span=> ::spanbus::__private::#method);
 
     // Pins the wrapped block's output type to the fn's, so `?` and `return` infer as they do
@@ -589,7 +660,7 @@ fn expand_fn(
         #cell
         let __spanbus_span = #private::Dispatcher::span(#dispatcher, #name) #(#tags)* #args;
     };
-    let body = if !is_async && returns_impl_stream(&sig.output) {
+    let body = if is_stream {
         // A fn returning `impl Stream`: the span covers the stream's whole life, not just its
         // creation (llama-index ends a generator's span when the generator is created).
         quote! {

@@ -82,12 +82,21 @@ impl Dispatcher {
     }
 
     /// Emits the exit of a tracked span, unless shutdown already dropped it.
-    pub(crate) fn exit_span(&self, at: Tracked, ctx: SpanContext, tags: Option<Arc<Tags>>) {
+    pub(crate) fn exit_span(
+        &self,
+        at: Tracked,
+        ctx: SpanContext,
+        tags: Option<Arc<Tags>>,
+        result: Option<Box<Value>>,
+    ) {
         // The shard lock is held until the record is pushed, so shutdown (which drains the
         // shards before closing any channel) cannot close the channels in between.
         let mut open = self.0.open.lock(at.shard);
         if remove(&mut open, at.slot, ctx) {
-            let exit = SpanExit { id: ctx.span_id() };
+            let exit = SpanExit {
+                id: ctx.span_id(),
+                result,
+            };
             self.push_span_record(self.new_record(Some(ctx), tags, exit), Signal::End);
         }
     }
@@ -100,10 +109,11 @@ impl Dispatcher {
         tags: Option<Arc<Tags>>,
         reason: DropReason,
         message: String,
+        error: Option<Box<Value>>,
     ) {
         let mut open = self.0.open.lock(at.shard);
         if remove(&mut open, at.slot, ctx) {
-            self.push_drop(ctx, tags, reason, message, None);
+            self.push_drop(ctx, tags, reason, message, error, None);
         }
     }
 
@@ -150,6 +160,7 @@ impl Dispatcher {
         tags: Option<Arc<Tags>>,
         reason: DropReason,
         message: String,
+        error: Option<Box<Value>>,
         to: Option<&[Arc<Channel>]>,
     ) {
         let event = SpanDropEvent {
@@ -159,6 +170,7 @@ impl Dispatcher {
             id: ctx.span_id(),
             reason,
             message,
+            error,
         };
         let records = [
             self.new_record(Some(ctx), tags.clone(), drop),

@@ -99,6 +99,7 @@ impl Dispatcher {
                 tags,
                 DropReason::Shutdown,
                 "dispatcher shutdown".to_owned(),
+                None,
                 Some(&channels),
             );
         }

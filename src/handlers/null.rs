@@ -1,5 +1,5 @@
 use crate::handler::{EventHandler, SpanHandler};
-use crate::record::{Record, SpanDrop, SpanEnter};
+use crate::record::{Record, SpanDrop, SpanEnter, SpanExit};
 
 /// An event handler that does nothing (llama-index's `NullEventHandler`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,7 +20,7 @@ impl SpanHandler for NullSpanHandler {
         None
     }
 
-    fn prepare_to_exit_span(&mut self, _: (), _: &Record) {}
+    fn prepare_to_exit_span(&mut self, _: (), _: &SpanExit, _: &Record) {}
 
     fn prepare_to_drop_span(&mut self, _: (), _: &SpanDrop, _: &Record) {}
 }

@@ -11,7 +11,7 @@ use crate::handler::SpanHandler;
 use crate::handlers::closed::{ClosedSpan, SpanOutcome};
 use crate::handlers::tree::TraceTrees;
 use crate::id::{SpanId, SpanIdMap, TraceId};
-use crate::record::{Record, SpanDrop, SpanEnter};
+use crate::record::{Record, SpanDrop, SpanEnter, SpanExit};
 
 /// How many closed spans a [`SimpleSpanHandler`] keeps unless told otherwise.
 ///
@@ -262,7 +262,7 @@ impl SpanHandler for SimpleSpanHandler {
         Some(open)
     }
 
-    fn prepare_to_exit_span(&mut self, span: OpenSimpleSpan, record: &Record) {
+    fn prepare_to_exit_span(&mut self, span: OpenSimpleSpan, _: &SpanExit, record: &Record) {
         self.record_closed(span, record, SpanOutcome::Exited);
     }
 

@@ -270,8 +270,8 @@ impl Record {
     ///
     /// Events give `id_`, `timestamp`, `span_id`, `tags`, `class_name`, the event's own fields,
     /// and `dispatcher` and `trace_id`. Span signals give the same envelope with `class_name`
-    /// `SpanEnter`/`SpanExit`/`SpanDrop` and their fields (`parent_span_id`, `name`, `args`,
-    /// `reason`, `err_str`). Envelope fields win over event fields of the same name.
+    /// `SpanEnter`/`SpanExit`/`SpanDrop` and their fields (`parent_span_id`, `name`, `args`;
+    /// `result` when recorded; `reason`, `err_str`, and `error` when recorded). Envelope fields win over event fields of the same name.
     ///
     /// # Errors
     ///
@@ -297,11 +297,20 @@ impl Record {
                 m.insert("args".into(), s.args.clone().unwrap_or(Value::Null));
                 m
             }
-            RecordKind::SpanExit(_) => Map::new(),
+            RecordKind::SpanExit(s) => {
+                let mut m = Map::new();
+                if let Some(result) = &s.result {
+                    m.insert("result".into(), (**result).clone());
+                }
+                m
+            }
             RecordKind::SpanDrop(s) => {
                 let mut m = Map::new();
                 m.insert("reason".into(), Value::String(format!("{:?}", s.reason)));
                 m.insert("err_str".into(), Value::String(s.message.clone()));
+                if let Some(error) = &s.error {
+                    m.insert("error".into(), (**error).clone());
+                }
                 m
             }
         };
@@ -395,7 +404,15 @@ mod tests {
             SpanId::from_u64(0xfeed).unwrap(),
         );
         let before = Utc::now();
-        let record = Record::alloc(Some(ctx), None, &"t", SpanExit { id: ctx.span_id() });
+        let record = Record::alloc(
+            Some(ctx),
+            None,
+            &"t",
+            SpanExit {
+                id: ctx.span_id(),
+                result: None,
+            },
+        );
         let after = Utc::now();
         assert_eq!(record.span(), Some(ctx));
         assert_eq!(record.span_id(), Some(ctx.span_id()));
@@ -406,7 +423,15 @@ mod tests {
             record.timestamp().timestamp_nanos_opt(),
             Some(record.timestamp_nanos() as i64)
         );
-        let none = Record::alloc(None, None, &"t", SpanExit { id: ctx.span_id() });
+        let none = Record::alloc(
+            None,
+            None,
+            &"t",
+            SpanExit {
+                id: ctx.span_id(),
+                result: None,
+            },
+        );
         assert_eq!(none.span(), None);
         assert_eq!(none.span_id(), None);
         assert_eq!(none.dispatcher(), "t");
@@ -428,7 +453,7 @@ mod tests {
         assert_eq!(other.event::<Other>().map(|e| e.0), Some(8));
         assert!(other.event::<numbered::N>().is_none());
         let id = SpanId::from_u64(1).unwrap();
-        let signal = Record::alloc(None, None, &"t", SpanExit { id });
+        let signal = Record::alloc(None, None, &"t", SpanExit { id, result: None });
         assert!(!signal.is_event());
         assert!(signal.event::<numbered::N>().is_none());
     }

@@ -98,6 +98,11 @@ pub struct SpanEnter {
 pub struct SpanExit {
     /// The span's id.
     pub id: SpanId,
+    /// The spanned code's return value (llama-index's `result`), recorded by
+    /// `#[span(ret)]` or [`OpenSpan::exit_with`](crate::span::OpenSpan::exit_with); `None`
+    /// otherwise. Boxed, so that the exit of a span that records nothing stays small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Box<Value>>,
 }
 
 /// A span ended abnormally.
@@ -109,6 +114,10 @@ pub struct SpanDrop {
     pub reason: DropReason,
     /// The error or panic text; empty for cancellations.
     pub message: String,
+    /// The error value (llama-index's `err`), recorded by `#[span(err)]` or
+    /// [`OpenSpan::fail_with`](crate::span::OpenSpan::fail_with); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Box<Value>>,
 }
 
 /// Why a span was dropped instead of exited.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::recorder::{Rec, Recorder, Seq, wait_until};
-use spanbus::record::{SpanDrop, SpanEnter};
+use spanbus::record::{SpanDrop, SpanEnter, SpanExit};
 use spanbus::{
     Dispatcher, DropReason, EventHandler, Record, SpanFutureExt, SpanHandler, SpanId, current_span,
 };
@@ -347,7 +347,7 @@ impl SpanHandler for Ends {
         Some(enter.name.to_string())
     }
 
-    fn prepare_to_exit_span(&mut self, name: String, _: &Record) {
+    fn prepare_to_exit_span(&mut self, name: String, _: &SpanExit, _: &Record) {
         self.0.lock().unwrap().push((name, None));
     }
 

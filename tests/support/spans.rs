@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use spanbus::record::{SpanDrop, SpanEnter};
+use spanbus::record::{SpanDrop, SpanEnter, SpanExit};
 use spanbus::{Dispatcher, DropReason, EventHandler, Record, SpanHandler, SpanId, Tags, TraceId};
 
 /// How a recorded span ended.
@@ -74,7 +74,7 @@ impl SpanHandler for Spans {
         ))
     }
 
-    fn prepare_to_exit_span(&mut self, span: Self::Span, _: &Record) {
+    fn prepare_to_exit_span(&mut self, span: Self::Span, _: &SpanExit, _: &Record) {
         self.record(span, Outcome::Exited);
     }
 
