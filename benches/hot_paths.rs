@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of spanbus's hot paths: emitting with 0, 1 and 4 handlers, a
-//! span's enter and exit (closure and future forms), and reading the current span.
+//! span's enter and exit (closure and future forms), reading the current span, and a record's
+//! way through a handler task called generically or boxed (`BoxHandler`).
 //!
 //! Run: `cargo bench --bench hot_paths`.
 //!
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde::Serialize;
 use spanbus::handlers::NullEventHandler;
-use spanbus::{Dispatcher, Event, SpanFutureExt, current_span};
+use spanbus::{Dispatcher, Event, Handler, Record, SpanFutureExt, current_span};
 
 #[derive(Serialize)]
 struct Small {
@@ -125,5 +126,57 @@ fn context(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, emit, spans, context);
+/// Handles a record by reading its class: the least a handler does.
+struct Touch;
+
+impl Handler for Touch {
+    async fn handle(&mut self, record: &Record) {
+        black_box(record.class_name());
+    }
+}
+
+/// A record's handling on its handler task, the same handler added generically and boxed, so
+/// the difference is the boxed call (one future allocated per record). On a current-thread
+/// runtime the handler task runs only inside the flush: records are emitted untimed, in chunks,
+/// and only the flush that drains them is timed.
+fn handler_task(c: &mut Criterion) {
+    const CHUNK: u64 = 4096;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("handler_task");
+    for form in ["generic", "boxed"] {
+        let d = Dispatcher::new("bench").expect("name");
+        {
+            let _enter = rt.enter();
+            match form {
+                "generic" => d.add_handler(Touch),
+                _ => d.add_handler(spanbus::handler::boxed(Touch)),
+            }
+            .expect("handler");
+        }
+        group.bench_function(form, |b| {
+            b.iter_custom(|iters| {
+                let mut elapsed = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(CHUNK);
+                    for i in 0..n {
+                        let _ = black_box(d.event(Small { n: i, s: "abc" }).now());
+                    }
+                    let start = Instant::now();
+                    rt.block_on(d.flush());
+                    elapsed += start.elapsed();
+                    left -= n;
+                }
+                elapsed
+            });
+        });
+        rt.block_on(d.shutdown(Duration::from_secs(5)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, emit, spans, context, handler_task);
 criterion_main!(benches);

@@ -19,7 +19,8 @@
 //!
 //! The traits use `async fn` in traits (stable since Rust 1.75) rather than `async-trait`: the
 //! handler task is generic over the handler type, so no boxing is needed and a call costs no
-//! allocation — which matters at tens of nanoseconds per record.
+//! allocation — which matters at tens of nanoseconds per record. A handler set chosen at run
+//! time boxes its handlers instead: see [`DynHandler`] and [`BoxHandler`].
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -34,6 +35,10 @@ use futures::FutureExt;
 use crate::delivery::{Channel, Linger, Mode, ReaderId, Receiver, Recv};
 use crate::id::SpanIdMap;
 use crate::record::{DropReason, Record, RecordKind, SpanDrop, SpanEnter, SpanExit};
+
+mod boxed;
+
+pub use boxed::{BoxHandler, DynHandler, boxed, boxed_events, boxed_spans};
 
 /// Code that reacts to every record it receives: events and span signals.
 ///
@@ -92,6 +97,12 @@ pub trait Handler: Send + 'static {
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// The name shown in stats and shutdown reports when [`HandlerOptions::name`] gives none
+    /// (llama-index's `class_name()`): the handler's type name by default.
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(std::any::type_name::<Self>())
+    }
 }
 
 /// Code that reacts to events (not span signals): llama-index's `BaseEventHandler`.
@@ -138,6 +149,11 @@ pub trait EventHandler: Send + 'static {
     /// See [`Handler::close`].
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         async {}
+    }
+
+    /// See [`Handler::name`].
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(std::any::type_name::<Self>())
     }
 }
 
@@ -211,6 +227,11 @@ pub trait SpanHandler: Send + 'static {
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// See [`Handler::name`].
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(std::any::type_name::<Self>())
+    }
 }
 
 /// Whether emitters wait for a handler.
@@ -270,10 +291,11 @@ impl HandlerOptions {
         self.delivery
     }
 
-    pub(crate) fn resolved_name<H>(&self) -> String {
+    /// The name set here, or else the handler's own ([`Handler::name`]).
+    pub(crate) fn resolved_name(&self, handler: &impl Handler) -> String {
         match &self.name {
             Some(n) => n.to_string(),
-            None => std::any::type_name::<H>().to_owned(),
+            None => handler.name().into_owned(),
         }
     }
 
@@ -532,6 +554,10 @@ impl<H: EventHandler> Handler for Events<H> {
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         self.0.close()
     }
+
+    fn name(&self) -> Cow<'static, str> {
+        self.0.name()
+    }
 }
 
 /// Adapts a [`SpanHandler`] to [`Handler`], keeping its open spans.
@@ -575,6 +601,10 @@ impl<H: SpanHandler> Handler for Spans<H> {
 
     fn flush(&mut self) -> impl Future<Output = ()> + Send {
         self.handler.flush()
+    }
+
+    fn name(&self) -> Cow<'static, str> {
+        self.handler.name()
     }
 
     async fn close(&mut self) {

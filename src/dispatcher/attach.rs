@@ -34,7 +34,9 @@ impl Attached {
 impl Dispatcher {
     // ---- handlers -----------------------------------------------------------------------
 
-    /// Adds a [`Handler`] with default options (lossless, named after its type).
+    /// Adds a [`Handler`] with default options (lossless, named by [`Handler::name`]: its type
+    /// by default). A [`BoxHandler`](crate::handler::BoxHandler) is a handler too: handler
+    /// sets chosen at run time are added the same way.
     ///
     /// # Errors
     ///
@@ -55,7 +57,7 @@ impl Dispatcher {
         handler: H,
         options: HandlerOptions,
     ) -> Result<HandlerId, HandlerError> {
-        let name = options.resolved_name::<H>();
+        let name = options.resolved_name(&handler);
         self.attach(handler, name, options)
     }
 
@@ -81,8 +83,9 @@ impl Dispatcher {
         handler: H,
         options: HandlerOptions,
     ) -> Result<HandlerId, HandlerError> {
-        let name = options.resolved_name::<H>();
-        self.attach(Events(handler), name, options)
+        let handler = Events(handler);
+        let name = options.resolved_name(&handler);
+        self.attach(handler, name, options)
     }
 
     /// Adds a [`SpanHandler`] with default options.
@@ -104,8 +107,9 @@ impl Dispatcher {
         handler: H,
         options: HandlerOptions,
     ) -> Result<HandlerId, HandlerError> {
-        let name = options.resolved_name::<H>();
-        self.attach(Spans::new(handler), name, options)
+        let handler = Spans::new(handler);
+        let name = options.resolved_name(&handler);
+        self.attach(handler, name, options)
     }
 
     fn attach<H: Handler>(
