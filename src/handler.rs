@@ -213,6 +213,15 @@ pub trait SpanHandler: Send + 'static {
     /// [`OpenSpan::exit_with`](crate::span::OpenSpan::exit_with), if any.
     fn prepare_to_exit_span(&mut self, span: Self::Span, exit: &SpanExit, record: &Record);
 
+    /// An event was emitted in one of this handler's open spans (its `span_id` is that span).
+    /// Does nothing by default: llama-index's span handlers do not see events, but a handler
+    /// that summarizes a span from its events (as
+    /// [`SimpleSpanHandler`](crate::handlers::SimpleSpanHandler) does with
+    /// [`LlmSummary`](crate::llm::LlmSummary)) reads them here.
+    fn span_event(&mut self, span: &mut Self::Span, record: &Record) {
+        let _ = (span, record);
+    }
+
     /// The span ended abnormally (error, panic, cancellation, shutdown); `drop` carries the
     /// reason, the text, and the error value recorded by `#[span(err)]` or
     /// [`OpenSpan::fail_with`](crate::span::OpenSpan::fail_with), if any.
@@ -595,7 +604,11 @@ impl<H: SpanHandler> Handler for Spans<H> {
                     self.handler.prepare_to_drop_span(span, drop, record);
                 }
             }
-            _ => {}
+            RecordKind::Event(_) => {
+                if let Some(span) = record.span_id().and_then(|id| self.open.get_mut(&id)) {
+                    self.handler.span_event(span, record);
+                }
+            }
         }
     }
 

@@ -70,6 +70,7 @@
 //! | delivery from emitters to handler tasks: inbox, channel, batch, receiver | `delivery` (internal) | — (llama-index calls handlers inline) |
 //! | handlers | [`handler`], [`handlers`] | `BaseEventHandler`, `BaseSpanHandler` |
 //! | trace trees, JSON Lines, the waterfall page | [`handlers::tree`], [`handlers`], [`jsonl`] | `SimpleSpanHandler.print_trace_trees()` |
+//! | an LLM call's model, tokens, time to first token and cost; rollups per trace, session, model | [`llm`] | — (read from the events by Phoenix and others) |
 //! | bridges to other crates (`tracing`), behind cargo features | [`integrations`] | — |
 //! | shutdown reports | [`ShutdownReport`], [`dispatcher::HandlerReport`] | — |
 //! | errors | [`error`] | — |
@@ -144,6 +145,7 @@ pub mod handler;
 pub mod handlers;
 pub mod integrations;
 pub mod jsonl;
+pub mod llm;
 pub mod propagation;
 pub mod record;
 pub mod registry;

@@ -2,10 +2,13 @@
 //! [`TraceTrees`](super::TraceTrees) draws.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::context::Tags;
 use crate::id::{SpanId, TraceId};
+use crate::llm::LlmSummary;
 use crate::record::DropReason;
 
 /// A span that has ended, as recorded by [`SimpleSpanHandler`](super::SimpleSpanHandler) and drawn by
@@ -28,6 +31,19 @@ pub struct ClosedSpan {
     pub end: DateTime<Utc>,
     /// How it ended.
     pub outcome: SpanOutcome,
+    /// What its LLM events said, if it had any ([`LlmSummary`]); boxed, so that the many
+    /// spans without LLM events stay small.
+    pub llm: Option<Box<LlmSummary>>,
+    /// Its tags (shared with its records, not copied); rollups read `session.id` and
+    /// `user.id` here.
+    pub tags: Option<Arc<Tags>>,
+}
+
+impl ClosedSpan {
+    /// The string value of tag `key`, if the span has it.
+    pub fn tag_str(&self, key: &str) -> Option<&str> {
+        self.tags.as_ref()?.get(key)?.as_str()
+    }
 }
 
 impl ClosedSpan {

@@ -7,10 +7,12 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 
+use crate::context::Tags;
 use crate::handler::SpanHandler;
 use crate::handlers::closed::{ClosedSpan, SpanOutcome};
 use crate::handlers::tree::TraceTrees;
 use crate::id::{SpanId, SpanIdMap, TraceId};
+use crate::llm::LlmSummary;
 use crate::record::{Record, SpanDrop, SpanEnter, SpanExit};
 
 /// How many closed spans a [`SimpleSpanHandler`] keeps unless told otherwise.
@@ -106,6 +108,8 @@ pub struct OpenSimpleSpan {
     trace_id: Option<TraceId>,
     dispatcher: &'static str,
     start: DateTime<Utc>,
+    tags: Option<Arc<Tags>>,
+    llm: Option<Box<LlmSummary>>,
 }
 
 impl SimpleSpanHandler {
@@ -225,6 +229,8 @@ impl SimpleSpanHandler {
             start: open.start,
             end: record.timestamp(),
             outcome,
+            llm: open.llm,
+            tags: open.tags,
         };
         let mut store = self.store();
         store.running.remove(&span.id);
@@ -249,6 +255,8 @@ impl SpanHandler for SimpleSpanHandler {
             trace_id: record.span().map(|s| s.trace_id()),
             dispatcher: record.dispatcher_static(),
             start: record.timestamp(),
+            tags: record.shared_tags(),
+            llm: None,
         };
         let running = RunningSpan {
             id: enter.id,
@@ -260,6 +268,14 @@ impl SpanHandler for SimpleSpanHandler {
         };
         self.store().running.insert(enter.id, running);
         Some(open)
+    }
+
+    fn span_event(&mut self, span: &mut OpenSimpleSpan, record: &Record) {
+        if LlmSummary::reads(record.class_name()) {
+            span.llm
+                .get_or_insert_with(Box::default)
+                .observe_record(record);
+        }
     }
 
     fn prepare_to_exit_span(&mut self, span: OpenSimpleSpan, _: &SpanExit, record: &Record) {

@@ -51,6 +51,8 @@
 //!         start: t0 + chrono::TimeDelta::milliseconds(start_ms),
 //!         end: t0 + chrono::TimeDelta::milliseconds(end_ms),
 //!         outcome: SpanOutcome::Exited,
+//!         llm: None,
+//!         tags: None,
 //!     }
 //! };
 //! let trees = TraceTrees::new(vec![span(2, Some(1), "child", 1, 3), span(1, None, "root", 0, 4)]);
@@ -70,6 +72,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::handlers::closed::{ClosedSpan, SpanOutcome};
 use crate::id::{SpanId, TraceId};
+use crate::llm::{LlmTotals, Prices};
 
 // ---- the forest, shared with the HTML report ----------------------------------------------
 
@@ -261,6 +264,7 @@ fn mark(nodes: &[Node], visited: &mut [bool], stack: &mut Vec<usize>) {
 pub struct TraceTrees {
     spans: Vec<ClosedSpan>,
     forest: Forest,
+    prices: Prices,
 }
 
 impl TraceTrees {
@@ -277,7 +281,18 @@ impl TraceTrees {
             })
             .collect();
         let forest = Forest::build(&keys);
-        TraceTrees { spans, forest }
+        TraceTrees {
+            spans,
+            forest,
+            prices: Prices::new(),
+        }
+    }
+
+    /// Prices LLM calls with `prices`: each LLM span's line shows its cost, and each trace's
+    /// header its total (see [`LlmSummary::brief`](crate::llm::LlmSummary::brief)).
+    pub fn with_prices(mut self, prices: Prices) -> TraceTrees {
+        self.prices = prices;
+        self
     }
 
     /// Arranges copies of `spans` into trees.
@@ -350,6 +365,22 @@ impl<'a> TraceTree<'a> {
         self.data().end - self.data().start
     }
 
+    /// The totals of the trace's LLM calls (spans with LLM events), priced with the trees'
+    /// prices (see [`TraceTrees::with_prices`]); `None` if it has none.
+    pub fn llm_totals(&self) -> Option<LlmTotals> {
+        let mut totals = LlmTotals::default();
+        let trees = self.trees;
+        trees.forest.walk(&self.data().roots, |node, _| {
+            if let Item::Span(i) = trees.forest.nodes[node].item
+                && let Some(llm) = &trees.spans[i].llm
+            {
+                let span = &trees.spans[i];
+                totals.add(llm, span.outcome.is_ok(), span.duration(), &trees.prices);
+            }
+        });
+        (totals.calls > 0).then_some(totals)
+    }
+
     /// The top-level nodes: root spans and orphan placeholders, by start time.
     pub fn roots(&self) -> impl ExactSizeIterator<Item = TreeNode<'a>> + 'a {
         let trees = self.trees;
@@ -367,12 +398,19 @@ impl fmt::Display for TraceTree<'_> {
             None => "(none)".to_owned(),
         };
         let spans = self.span_count();
-        writeln!(
+        write!(
             f,
             "trace {trace}  {spans} span{}  {}",
             if spans == 1 { "" } else { "s" },
             format_duration(self.duration())
         )?;
+        if let Some(t) = self.llm_totals() {
+            write!(f, "  {}→{} tok", t.input_tokens, t.output_tokens)?;
+            if t.unpriced < t.calls {
+                write!(f, "  {}", crate::llm::format_cost(t.cost))?;
+            }
+        }
+        writeln!(f)?;
         let mut result = Ok(());
         let forest = &self.trees.forest;
         forest.walk(&self.data().roots, |node, lasts| {
@@ -393,6 +431,13 @@ impl fmt::Display for TraceTree<'_> {
                     line.push_str(&clean(&s.name));
                     line.push_str("  ");
                     line.push_str(&format_duration(s.duration()));
+                    if let Some(llm) = &s.llm {
+                        let brief = llm.brief(&self.trees.prices);
+                        if !brief.is_empty() {
+                            line.push_str("  ");
+                            line.push_str(&clean(&brief));
+                        }
+                    }
                     line.push_str("  ");
                     line.push_str(&format_outcome(&s.outcome));
                 }

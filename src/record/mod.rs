@@ -194,6 +194,11 @@ impl Record {
         self.0.tags.as_deref().unwrap_or(&NO_TAGS)
     }
 
+    /// The tags, shared: no copy for a handler that keeps them.
+    pub(crate) fn shared_tags(&self) -> Option<Arc<Tags>> {
+        self.0.tags.clone()
+    }
+
     /// The name of the dispatcher that emitted the record.
     pub fn dispatcher(&self) -> &str {
         self.0.dispatcher

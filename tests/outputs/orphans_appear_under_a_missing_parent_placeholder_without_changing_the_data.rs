@@ -17,6 +17,8 @@ fn span(id: u64, parent: Option<u64>, name: &'static str, start_ms: i64) -> Clos
         start: t0 + TimeDelta::milliseconds(start_ms),
         end: t0 + TimeDelta::milliseconds(start_ms + 2),
         outcome: SpanOutcome::Exited,
+        llm: None,
+        tags: None,
     }
 }
 

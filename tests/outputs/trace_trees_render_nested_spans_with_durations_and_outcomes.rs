@@ -27,6 +27,8 @@ fn span(
         start: t0() + TimeDelta::microseconds(start_us),
         end: t0() + TimeDelta::microseconds(end_us),
         outcome,
+        llm: None,
+        tags: None,
     }
 }
 
