@@ -7,17 +7,17 @@
 //! `CI` is set, and is skipped with a message otherwise.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::support::chromium::{chromium_available, dump_dom};
 
 use serde_json::json;
 use spanbus::events::{EmbeddingEndEvent, EmbeddingStartEvent, LLMChatInProgressEvent};
 use spanbus::handlers::HtmlReport;
 use spanbus::{Dispatcher, Handler, Record, RecordKind, SpanContext, SpanFutureExt, SpanId};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const EVIL_NAME: &str =
     "</script><img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">";
 
@@ -33,57 +33,6 @@ impl Handler for Census {
             _ if record.is_event() && record.span_id().is_some() => c.1 += 1,
             _ => {}
         }
-    }
-}
-
-fn chromium_available() -> bool {
-    if Path::new(CHROMIUM).exists() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{CHROMIUM} is missing and CI is set: run .ci/chromium.sh");
-    }
-    eprintln!(
-        "SKIPPED: {CHROMIUM} is not installed (apt-get install chromium, or .ci/chromium.sh)"
-    );
-    false
-}
-
-/// Runs Chromium headless on `page` and returns the DOM after its scripts ran.
-fn dump_dom(page: &Path, profile: &Path) -> String {
-    let mut child = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chromium starts");
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let dom = reader.join().unwrap();
-            assert!(status.success(), "chromium exited with {status}");
-            return dom;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("chromium did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -163,7 +112,7 @@ async fn every_span_is_drawn_with_its_outcome() {
     let (span_ids, events_in_spans) = census.0.lock().unwrap().clone();
     assert_eq!(span_ids.len(), 8);
 
-    let dom = dump_dom(&page, &dir.join("profile"));
+    let dom = dump_dom(&page, "", &dir.join("profile"));
     let bars: Vec<&str> = dom.split("data-span-id=\"").skip(1).collect();
     println!(
         "{} spans emitted, {} bars drawn, {} events in spans, DOM {} bytes",
