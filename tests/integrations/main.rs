@@ -11,6 +11,8 @@ mod support;
 
 #[cfg(feature = "otlp")]
 mod a_pipeline_trace_reads_back_from_phoenix_with_parents_statuses_attributes_and_kinds;
+#[cfg(feature = "otlp")]
+mod building_the_otlp_exporter_on_a_runtime_without_a_time_driver_is_a_typed_error;
 mod openinference_attributes_come_from_the_llm_event_catalog_in_either_shape;
 #[cfg(feature = "tracing")]
 mod spanbus_records_appear_in_tracing;

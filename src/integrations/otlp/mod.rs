@@ -254,13 +254,15 @@ impl OtlpExporterBuilder {
         self
     }
 
-    /// Builds the exporter and starts its export task.
+    /// Builds the exporter and starts its export task on the current tokio runtime.
     ///
     /// # Errors
     ///
-    /// [`OtlpError::NoRuntime`] outside a tokio runtime, [`OtlpError::InvalidConfig`] for a
-    /// zero batch size or queue capacity, [`OtlpError::Build`] when the OTLP client cannot be
-    /// built (for example a malformed endpoint).
+    /// [`OtlpError::NoRuntime`] outside a tokio runtime, [`OtlpError::NoTimeDriver`] on a
+    /// runtime built without its time driver (tokio prints its own "timers are disabled"
+    /// message then), [`OtlpError::InvalidConfig`] for a zero batch size or queue capacity,
+    /// [`OtlpError::Build`] when the OTLP client cannot be built (for example a malformed
+    /// endpoint).
     pub fn build(self) -> Result<OtlpExporter, OtlpError> {
         if self.batch_size == 0 {
             return Err(OtlpError::InvalidConfig("batch_size must be at least 1"));
@@ -271,6 +273,9 @@ impl OtlpExporterBuilder {
             ));
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
+        if !crate::delivery::linger::has_time_driver() {
+            return Err(OtlpError::NoTimeDriver);
+        }
         let endpoint = self
             .endpoint
             .clone()
