@@ -22,6 +22,9 @@ use crate::integrations::openinference::OpenInference;
 use crate::record::{DropReason, Record, RecordKind};
 
 /// Counters of an [`OtlpExporter`], read through an [`OtlpHandle`].
+///
+/// Every span that closes is counted once, in exactly one of `exported`, `dropped`,
+/// `rejected`, `abandoned` and `pending`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OtlpStats {
@@ -29,14 +32,48 @@ pub struct OtlpStats {
     pub exported: u64,
     /// Spans dropped because the queue was full (the endpoint slow or down).
     pub dropped: u64,
+    /// Spans the endpoint rejected for good, dropped without a retry; by reason in
+    /// [`rejections`](Self::rejections).
+    pub rejected: u64,
+    /// [`rejected`](Self::rejected) by reason.
+    pub rejections: OtlpRejections,
     /// Spans still not exported when the close deadline passed.
     pub abandoned: u64,
     /// Spans queued or in a batch being (re)tried.
     pub pending: u64,
-    /// Export requests that failed (each failed attempt counts once).
+    /// Export requests that failed (each failed attempt counts once, rejected ones too).
     pub failed_batches: u64,
-    /// Export requests that retried a batch after a failure.
+    /// Export requests that retried a batch after a failure (or sent part of a batch split
+    /// after a `413`).
     pub retries: u64,
+}
+
+/// Spans the endpoint rejected for good, by reason (see [`OtlpStats::rejected`]).
+///
+/// A batch is rejected for good when the endpoint answers a 4xx status other than
+/// `408 Request Timeout` and `429 Too Many Requests` (those two, 5xx statuses and connection
+/// failures are retried). A batch answered `413 Content Too Large` is first split in halves,
+/// each sent on its own, down to single spans; only a span still too large alone is dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtlpRejections {
+    /// Spans in batches answered `400 Bad Request` (the endpoint could not take their
+    /// content).
+    pub bad_request: u64,
+    /// Spans too large to export: answered `413 Content Too Large` when sent alone, or whose
+    /// request alone is over the OTLP client's size limit (64 MiB), so it was never sent.
+    pub too_large: u64,
+    /// Spans in batches answered another 4xx status that is not retried (such as
+    /// `401 Unauthorized`, `403 Forbidden` or `404 Not Found`): the endpoint or its
+    /// credentials are likely misconfigured; [`OtlpHandle::last_error`] has the status.
+    pub client_error: u64,
+}
+
+impl OtlpRejections {
+    /// Spans rejected, all reasons (equal to [`OtlpStats::rejected`]).
+    pub fn total(&self) -> u64 {
+        self.bad_request + self.too_large + self.client_error
+    }
 }
 
 /// Reads an exporter's counters after the exporter was moved into its handler task.
@@ -52,20 +89,29 @@ impl OtlpHandle {
         let s = &self.shared;
         let exported = s.exported.load(Ordering::Acquire);
         let abandoned = s.abandoned.load(Ordering::Acquire);
+        let rejections = OtlpRejections {
+            bad_request: s.bad_request.load(Ordering::Acquire),
+            too_large: s.too_large.load(Ordering::Acquire),
+            client_error: s.client_error.load(Ordering::Acquire),
+        };
+        let rejected = rejections.total();
         OtlpStats {
             exported,
             dropped: s.dropped.load(Ordering::Acquire),
+            rejected,
+            rejections,
             abandoned,
             pending: s
                 .enqueued
                 .load(Ordering::Acquire)
-                .saturating_sub(exported + abandoned),
+                .saturating_sub(exported + rejected + abandoned),
             failed_batches: s.failed.load(Ordering::Acquire),
             retries: s.retries.load(Ordering::Acquire),
         }
     }
 
-    /// The message of the most recent failed export, if any.
+    /// The message of the most recent failed or rejected export, if any (with the HTTP status
+    /// when the endpoint answered one).
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error.lock().clone()
     }

@@ -26,10 +26,24 @@
 //! # Never blocking the application
 //!
 //! The handler only converts the span and pushes it into a bounded queue; when the queue is
-//! full the span is dropped and counted ([`OtlpStats::dropped`]). The export task retries a
-//! failed batch with exponential backoff (from [`initial_backoff`] to [`max_backoff`]) for as
-//! long as the endpoint is down, and resumes when it is back. Every span that closes is
-//! accounted for exactly once: `exported + dropped + abandoned + pending`.
+//! full the span is dropped and counted ([`OtlpStats::dropped`]). The export task sends one
+//! batch at a time and acts on the endpoint's answer:
+//!
+//! - **accepted** (2xx): counted in [`OtlpStats::exported`];
+//! - **maybe later** (no answer, a request timeout, `408`, `429`, 5xx): the batch is retried
+//!   with exponential backoff (from [`initial_backoff`] to [`max_backoff`]) for as long as the
+//!   endpoint is down, and export resumes when it is back. A `Retry-After` on the answer
+//!   (seconds or an HTTP date, at most 10 minutes) holds the next attempt back at least that
+//!   long, even at close (where the close deadline still ends the wait);
+//! - **too large** (`413`): the batch is split in halves, each sent on its own, down to single
+//!   spans; a span still too large alone is dropped. So one huge span costs only itself;
+//! - **rejected for good** (`400` and every other 4xx): the batch is dropped, never retried,
+//!   and the next batch goes out.
+//!
+//! What is dropped is counted by reason in [`OtlpStats::rejections`], and
+//! [`OtlpHandle::last_error`] tells the latest failure with its HTTP status. Every span that
+//! closes is accounted for exactly once:
+//! `exported + dropped + rejected + abandoned + pending`.
 //!
 //! [`initial_backoff`]: OtlpExporterBuilder::initial_backoff
 //! [`max_backoff`]: OtlpExporterBuilder::max_backoff
@@ -42,7 +56,7 @@
 //!
 //! spanbus's [`flush`](crate::flush) reaches the exporter's [`Handler::flush`](crate::Handler::flush), which waits
 //! (at most [`flush_timeout`](OtlpExporterBuilder::flush_timeout)) until every span queued so
-//! far has been exported. [`shutdown`](crate::shutdown()) reaches [`Handler::close`](crate::Handler::close): a final
+//! far has been exported or rejected. [`shutdown`](crate::shutdown()) reaches [`Handler::close`](crate::Handler::close): a final
 //! export, retried until [`close_timeout`](OtlpExporterBuilder::close_timeout); what is still
 //! not exported then is counted as [`abandoned`](OtlpStats::abandoned).
 //!
@@ -82,13 +96,15 @@ use tokio::sync::mpsc;
 
 use crate::error::OtlpError;
 
+mod client;
 mod export_task;
 mod exporter;
 mod span_data;
 
+use client::RecordingClient;
 use export_task::Shared;
 use export_task::export_task;
-pub use exporter::{OtlpExporter, OtlpHandle, OtlpStats};
+pub use exporter::{OtlpExporter, OtlpHandle, OtlpRejections, OtlpStats};
 pub use span_data::attribute_value;
 
 /// The environment variable with the base URL of an OTLP endpoint (`/v1/traces` is appended).
@@ -216,7 +232,7 @@ impl OtlpExporterBuilder {
         self
     }
 
-    /// The timeout of one export request. Default 10 s.
+    /// The timeout of one export request (it is retried after). Default 10 s.
     pub fn export_timeout(mut self, d: Duration) -> Self {
         self.export_timeout = d;
         self
@@ -235,7 +251,7 @@ impl OtlpExporterBuilder {
     }
 
     /// The wait before the first retry of a failed batch; it doubles on each failure. Default
-    /// 100 ms.
+    /// 100 ms. A `Retry-After` from the endpoint makes the wait at least that long.
     pub fn initial_backoff(mut self, d: Duration) -> Self {
         self.initial_backoff = d;
         self
@@ -276,6 +292,7 @@ impl OtlpExporterBuilder {
         if !crate::delivery::linger::has_time_driver() {
             return Err(OtlpError::NoTimeDriver);
         }
+        let shared = Arc::new(Shared::default());
         let endpoint = self
             .endpoint
             .clone()
@@ -287,6 +304,9 @@ impl OtlpExporterBuilder {
             .with_endpoint(endpoint.clone())
             .with_timeout(self.export_timeout)
             .with_headers(self.headers.clone())
+            // The client it would make by itself, noting each answer's status and
+            // `Retry-After` for the export task.
+            .with_http_client(RecordingClient::new(self.export_timeout, shared.clone()))
             // spanbus retries itself, with its own backoff and counters.
             .with_retry_policy(RetryPolicy::disabled())
             .build()
@@ -299,7 +319,6 @@ impl OtlpExporterBuilder {
 
         let (tx, rx) = mpsc::channel(self.queue_capacity);
         let (control, control_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::default());
         runtime.spawn(export_task(
             exporter,
             rx,
