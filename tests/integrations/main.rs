@@ -18,6 +18,8 @@ mod building_the_otlp_exporter_on_a_runtime_without_a_time_driver_is_a_typed_err
 mod openinference_attributes_come_from_the_llm_event_catalog_in_either_shape;
 #[cfg(feature = "otlp")]
 mod retry_after_on_a_429_holds_the_next_attempt_back;
+#[cfg(feature = "otlp")]
+mod shutdown_with_the_otlp_endpoint_hanging_ends_export_by_its_deadline_and_no_request_follows;
 #[cfg(feature = "tracing")]
 mod spanbus_records_appear_in_tracing;
 #[cfg(feature = "otlp")]

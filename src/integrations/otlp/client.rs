@@ -1,10 +1,12 @@
 //! The exporter's HTTP client: the hyper client `opentelemetry-otlp` would use by itself,
 //! wrapped to note each response's status and `Retry-After` for the export task (the OTLP
-//! client turns a non-2xx answer into an error text).
+//! client turns a non-2xx answer into an error text), and to send nothing once the exporter is
+//! closed.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
@@ -46,6 +48,9 @@ impl RecordingClient {
     }
 
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err("the OTLP exporter is closed: the request was not sent".into());
+        }
         *self.shared.sent.lock() = Some(Sent::Unanswered);
         let response = self.inner.send_bytes(request).await?;
         let retry_after = response

@@ -2,7 +2,7 @@
 //! what the endpoint rejects for good, and answers flush and close.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -39,8 +39,13 @@ pub(super) struct Shared {
     pub(super) failed: AtomicU64,
     pub(super) retries: AtomicU64,
     pub(super) last_error: Mutex<Option<String>>,
+    /// Set when the exporter is closed or dropped: the client sends nothing more.
+    pub(super) stopped: AtomicBool,
     /// The exchange of the request being sent (see [`Sent`]); `None` until the client sends.
     pub(super) sent: Mutex<Option<Sent>>,
+    /// Whether the spans not exported yet were counted as abandoned; after that, outcomes that
+    /// still come in are not counted again. Taken to count an outcome.
+    settled: Mutex<bool>,
 }
 
 // No user code runs while its locks are held, so a panic cannot leave their data half-changed:
@@ -49,8 +54,20 @@ impl std::panic::UnwindSafe for Shared {}
 impl std::panic::RefUnwindSafe for Shared {}
 
 impl Shared {
-    /// Counts `n` spans as exported (`None`) or rejected.
+    /// Spans rejected for good, all reasons.
+    pub(super) fn rejected(&self) -> u64 {
+        self.bad_request.load(Ordering::Acquire)
+            + self.too_large.load(Ordering::Acquire)
+            + self.client_error.load(Ordering::Acquire)
+    }
+
+    /// Counts `n` spans as exported (`None`) or rejected, unless they were already counted as
+    /// abandoned.
     fn settle(&self, n: u64, rejected: Option<Rejection>) {
+        let settled = self.settled.lock();
+        if *settled {
+            return;
+        }
         let counter = match rejected {
             None => &self.exported,
             Some(Rejection::BadRequest) => &self.bad_request,
@@ -58,6 +75,22 @@ impl Shared {
             Some(Rejection::ClientError) => &self.client_error,
         };
         counter.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Counts every span queued and not yet exported, rejected or abandoned as abandoned, and
+    /// stops counting outcomes. Called when the export task ends and again when the exporter
+    /// is closed or dropped (which adds what was queued since, if anything).
+    pub(super) fn abandon_the_rest(&self) {
+        let mut settled = self.settled.lock();
+        *settled = true;
+        let accounted = self.exported.load(Ordering::Acquire)
+            + self.rejected()
+            + self.abandoned.load(Ordering::Acquire);
+        let left = self
+            .enqueued
+            .load(Ordering::Acquire)
+            .saturating_sub(accounted);
+        self.abandoned.fetch_add(left, Ordering::AcqRel);
     }
 
     fn note_error(&self, error: String) {
@@ -68,11 +101,9 @@ impl Shared {
 pub(super) enum Control {
     /// Ack once the first `upto` spans ever queued have left the pipeline.
     Flush { upto: u64, ack: oneshot::Sender<()> },
-    /// Export what is left, retrying until `deadline`, then stop.
-    Close {
-        deadline: Instant,
-        ack: oneshot::Sender<()>,
-    },
+    /// Export what is left, retrying until `deadline`, then count the rest as abandoned and
+    /// stop.
+    Close { deadline: Instant },
 }
 
 /// What to do with a batch after an attempt to send it.
@@ -128,7 +159,7 @@ struct Task {
     taken: u64,
     done: u64,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
-    closing: Option<(Instant, oneshot::Sender<()>)>,
+    closing: Option<Instant>,
     backoff: Duration,
     /// No attempt before this.
     retry_at: Option<Instant>,
@@ -144,11 +175,11 @@ impl Task {
     fn control(&mut self, c: Option<Control>) {
         match c {
             Some(Control::Flush { upto, ack }) => self.flushes.push((upto, ack)),
-            Some(Control::Close { deadline, ack }) => {
+            Some(Control::Close { deadline }) => {
                 // One immediate attempt at close, whatever the backoff (but not before the
                 // endpoint said it would take one).
                 self.retry_at = self.throttled_until;
-                self.closing = Some((deadline, ack));
+                self.closing = Some(deadline);
             }
             None => self.control_open = false,
         }
@@ -273,17 +304,7 @@ pub(super) async fn export_task(
             }
         }
         let now = Instant::now();
-        if let Some((deadline, _)) = &t.closing
-            && now >= *deadline
-        {
-            let mut left = t.batch.len() as u64;
-            left += t.pieces.iter().map(|p| p.len() as u64).sum::<u64>();
-            t.batch.clear();
-            t.pieces.clear();
-            while rx.try_recv().is_ok() {
-                left += 1;
-            }
-            t.shared.abandoned.fetch_add(left, Ordering::AcqRel);
+        if t.closing.is_some_and(|deadline| now >= deadline) {
             break;
         }
         let urgent = t.split
@@ -299,13 +320,23 @@ pub(super) async fn export_task(
                 t.shared.retries.fetch_add(1, Ordering::AcqRel);
             }
             *t.shared.sent.lock() = None;
-            let mut until = now + t.cfg.export_timeout;
-            if let Some((deadline, _)) = &t.closing {
-                until = until.min(*deadline);
-            }
-            let outcome = tokio::time::timeout_at(until, exporter.export(t.batch.clone()))
-                .await
-                .ok();
+            let request_until = now + t.cfg.export_timeout;
+            // The request, raced against control messages: a close cuts it at its deadline.
+            let outcome = {
+                let export = exporter.export(t.batch.clone());
+                tokio::pin!(export);
+                loop {
+                    let until = t
+                        .closing
+                        .map_or(request_until, |deadline| deadline.min(request_until));
+                    tokio::select! {
+                        biased;
+                        result = &mut export => break Some(result),
+                        c = control.recv(), if t.control_open => t.control(c),
+                        () = tokio::time::sleep_until(until) => break None,
+                    }
+                }
+            };
             let sent = t.shared.sent.lock().take();
             match outcome {
                 Some(Ok(())) => t.judge(Verdict::Exported, None),
@@ -335,8 +366,8 @@ pub(super) async fn export_task(
                 }
             }
         }
-        if let Some((deadline, _)) = &t.closing {
-            at(*deadline);
+        if let Some(deadline) = t.closing {
+            at(deadline);
         }
         let room = t.has_room();
         tokio::select! {
@@ -352,10 +383,11 @@ pub(super) async fn export_task(
     for (_, ack) in t.flushes.drain(..) {
         let _ = ack.send(());
     }
+    // What is still in the batch, its pieces or the queue is abandoned.
+    drop(rx);
+    t.shared.abandon_the_rest();
+    t.shared.stopped.store(true, Ordering::Release);
     let _ = exporter.shutdown();
-    if let Some((_, ack)) = t.closing {
-        let _ = ack.send(());
-    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

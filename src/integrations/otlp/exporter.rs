@@ -11,12 +11,13 @@ use opentelemetry::trace::Event as OtelEvent;
 use opentelemetry_sdk::trace::SpanData;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::OtlpExporterBuilder;
 use super::export_task::{Control, Shared};
 use super::span_data::{OpenSpan, attribute, to_span_data};
-use crate::handler::Handler;
+use crate::handler::{Handler, close_deadline};
 use crate::id::SpanId;
 use crate::integrations::openinference::OpenInference;
 use crate::record::{DropReason, Record, RecordKind};
@@ -37,7 +38,8 @@ pub struct OtlpStats {
     pub rejected: u64,
     /// [`rejected`](Self::rejected) by reason.
     pub rejections: OtlpRejections,
-    /// Spans still not exported when the close deadline passed.
+    /// Spans not exported when the exporter closed: its close deadline (or the shutdown's)
+    /// passed first, or it was dropped without being closed.
     pub abandoned: u64,
     /// Spans queued or in a batch being (re)tried.
     pub pending: u64,
@@ -132,7 +134,27 @@ pub struct OtlpExporter {
     pub(super) endpoint: String,
     pub(super) scope: InstrumentationScope,
     pub(super) config: OtlpExporterBuilder,
+    /// The export task, until the exporter is closed or dropped.
+    pub(super) task: Option<JoinHandle<()>>,
+    /// The deadlines of the final flush and the close, fixed by whichever comes first.
+    pub(super) closing: Option<Closing>,
 }
+
+/// When the exporter's closing ends (see [`OtlpExporter::closing`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Closing {
+    /// The export task sends nothing after this, and counts what is left as abandoned.
+    export_by: Instant,
+    /// How long the close waits for the export task to end; then it stops it.
+    join_by: Instant,
+}
+
+/// How long a close waits past its export deadline for the export task to end.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);
+
+/// How much of a shutdown's deadline the exporter leaves for the rest of its handler task
+/// (at most a tenth of the time left).
+const SHUTDOWN_MARGIN: Duration = Duration::from_millis(100);
 
 impl std::fmt::Debug for OtlpExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,6 +177,43 @@ impl OtlpExporter {
             shared: self.shared.clone(),
             endpoint: self.endpoint.as_str().into(),
         }
+    }
+
+    /// The deadlines of closing, fixed at the first call: the export ends by `close_timeout`
+    /// from now and, during a shutdown, a margin before the shutdown's deadline
+    /// ([`close_deadline`]), so that the final flush and the close share one deadline.
+    fn closing(&mut self) -> Closing {
+        if let Some(closing) = self.closing {
+            return closing;
+        }
+        let now = Instant::now();
+        let own = now + self.config.close_timeout;
+        let closing = match close_deadline() {
+            Some(shutdown) => {
+                let left = shutdown.saturating_duration_since(std::time::Instant::now());
+                let margin = (left / 10).min(SHUTDOWN_MARGIN);
+                Closing {
+                    export_by: own.min(now + (left - margin)),
+                    join_by: (own + CLOSE_GRACE).min(now + (left - margin / 2)),
+                }
+            }
+            None => Closing {
+                export_by: own,
+                join_by: own + CLOSE_GRACE,
+            },
+        };
+        self.closing = Some(closing);
+        closing
+    }
+
+    /// Stops the export task (it sends nothing more) and counts what it did not export as
+    /// abandoned.
+    fn stop(&mut self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        self.shared.abandon_the_rest();
     }
 
     fn finish(&mut self, id: SpanId, end: &Record, outcome: Result<(), (DropReason, &str)>) {
@@ -227,6 +286,11 @@ impl Handler for OtlpExporter {
     }
 
     async fn flush(&mut self) {
+        let mut until = Instant::now() + self.config.flush_timeout;
+        if close_deadline().is_some() {
+            // The final flush of a shutdown: it shares the close's deadline.
+            until = until.min(self.closing().export_by);
+        }
         let (ack, done) = oneshot::channel();
         if self
             .control
@@ -236,7 +300,7 @@ impl Handler for OtlpExporter {
             })
             .is_ok()
         {
-            let _ = tokio::time::timeout(self.config.flush_timeout, done).await;
+            let _ = tokio::time::timeout_at(until, done).await;
         }
     }
 
@@ -249,10 +313,23 @@ impl Handler for OtlpExporter {
             let span = to_span_data(open, now, Err((DropReason::Shutdown, "")), &self.scope);
             self.enqueue(span);
         }
-        let (ack, done) = oneshot::channel();
-        let deadline = Instant::now() + self.config.close_timeout;
-        if self.control.send(Control::Close { deadline, ack }).is_ok() {
-            let _ = tokio::time::timeout_at(deadline + Duration::from_millis(100), done).await;
+        let closing = self.closing();
+        let _ = self.control.send(Control::Close {
+            deadline: closing.export_by,
+        });
+        if let Some(task) = &mut self.task {
+            // The task ends by itself by `export_by`; the wait only guards against a task
+            // that cannot run.
+            let _ = tokio::time::timeout_at(closing.join_by, task).await;
         }
+        self.stop();
+    }
+}
+
+impl Drop for OtlpExporter {
+    /// An exporter dropped without being closed (its handler task was aborted, or it was
+    /// never added to a dispatcher) stops its export task too.
+    fn drop(&mut self) {
+        self.stop();
     }
 }

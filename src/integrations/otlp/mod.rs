@@ -56,9 +56,20 @@
 //!
 //! spanbus's [`flush`](crate::flush) reaches the exporter's [`Handler::flush`](crate::Handler::flush), which waits
 //! (at most [`flush_timeout`](OtlpExporterBuilder::flush_timeout)) until every span queued so
-//! far has been exported or rejected. [`shutdown`](crate::shutdown()) reaches [`Handler::close`](crate::Handler::close): a final
-//! export, retried until [`close_timeout`](OtlpExporterBuilder::close_timeout); what is still
-//! not exported then is counted as [`abandoned`](OtlpStats::abandoned).
+//! far has been exported or rejected. [`shutdown`](crate::shutdown()) runs a last flush and
+//! then [`Handler::close`](crate::Handler::close): a final export, retried until the close
+//! deadline; what is still not exported then is counted as
+//! [`abandoned`](OtlpStats::abandoned), so [`pending`](OtlpStats::pending) is 0 once the
+//! exporter is closed.
+//!
+//! The last flush and the close share **one** deadline, fixed when the first of them starts:
+//! [`close_timeout`](OtlpExporterBuilder::close_timeout) from then and, during a shutdown, a
+//! little before the shutdown's own deadline (read with
+//! [`close_deadline`](crate::handler::close_deadline); the margin is a tenth of the time left,
+//! at most 100 ms). So `shutdown(Duration::from_secs(3))` with the endpoint down returns in
+//! about 2.9 s with the exporter reported closed, not timed out. A request in flight at the
+//! deadline is cut off. When the close returns, the export task has ended: no request goes out
+//! after it. An exporter dropped without being closed stops its export task the same way.
 //!
 //! # Examples
 //!
@@ -84,10 +95,12 @@
 //! ```
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use std::time::Duration;
 
+use futures::FutureExt;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{Protocol, RetryPolicy, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
@@ -238,13 +251,17 @@ impl OtlpExporterBuilder {
         self
     }
 
-    /// How long a flush waits for the queued spans to be exported. Default 5 s.
+    /// How long a flush waits for the queued spans to be exported. Default 5 s. The last flush
+    /// of a shutdown also ends at the close deadline (see
+    /// [`close_timeout`](Self::close_timeout)).
     pub fn flush_timeout(mut self, d: Duration) -> Self {
         self.flush_timeout = d;
         self
     }
 
-    /// How long the final export at shutdown may take, retries included. Default 5 s.
+    /// How long the last flush and the final export at close may take together, retries
+    /// included, from the moment the first of them starts; during a shutdown, also no later
+    /// than a little before the shutdown's deadline. Default 5 s.
     pub fn close_timeout(mut self, d: Duration) -> Self {
         self.close_timeout = d;
         self
@@ -319,13 +336,22 @@ impl OtlpExporterBuilder {
 
         let (tx, rx) = mpsc::channel(self.queue_capacity);
         let (control, control_rx) = mpsc::unbounded_channel();
-        runtime.spawn(export_task(
-            exporter,
-            rx,
-            control_rx,
-            shared.clone(),
-            self.clone(),
-        ));
+        let task = export_task(exporter, rx, control_rx, shared.clone(), self.clone());
+        let on_panic = shared.clone();
+        let task = runtime.spawn(async move {
+            // The task holds nothing a panic could leave half-changed for anyone else.
+            let ended = AssertUnwindSafe(task).catch_unwind().await;
+            if let Err(panic) = ended {
+                *on_panic.last_error.lock() = Some(format!(
+                    "the export task panicked: {}",
+                    crate::handler::panic_message(&*panic)
+                ));
+                on_panic
+                    .stopped
+                    .store(true, std::sync::atomic::Ordering::Release);
+                on_panic.abandon_the_rest();
+            }
+        });
         Ok(OtlpExporter {
             open: HashMap::new(),
             tx,
@@ -337,6 +363,8 @@ impl OtlpExporterBuilder {
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
             config: self,
+            task: Some(task),
+            closing: None,
         })
     }
 }
