@@ -295,6 +295,9 @@ impl std::error::Error for LineError {
 pub enum OtlpError {
     /// No tokio runtime is running on this thread, so the export task cannot be spawned.
     NoRuntime,
+    /// The tokio runtime running on this thread was built without its time driver; the export
+    /// task needs timers (for batching, backoff and request timeouts).
+    NoTimeDriver,
     /// A setting is invalid (for example a batch size of zero).
     InvalidConfig(&'static str),
     /// The OTLP client could not be built; the text is the client's error.
@@ -307,6 +310,9 @@ impl fmt::Display for OtlpError {
         match self {
             OtlpError::NoRuntime => f.write_str(
                 "no tokio runtime is running on this thread: build the OTLP exporter inside a runtime",
+            ),
+            OtlpError::NoTimeDriver => f.write_str(
+                "the tokio runtime on this thread has no time driver, which the OTLP exporter needs: build the runtime with `enable_time()` (or `enable_all()`)",
             ),
             OtlpError::InvalidConfig(why) => write!(f, "invalid OTLP exporter settings: {why}"),
             OtlpError::Build(why) => write!(f, "the OTLP client could not be built: {why}"),

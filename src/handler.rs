@@ -17,6 +17,13 @@
 //! Each handler chooses a [`Delivery`] mode in its [`HandlerOptions`]: lossless (the default)
 //! or lossy. See the [`channel`](crate#delivery) section of the crate docs.
 //!
+//! # Closing by a deadline
+//!
+//! A shutdown waits for each handler's last `flush` and its `close` until its deadline, then
+//! aborts the handler's task. Both hooks can read that deadline with [`close_deadline`] (it is
+//! `None` outside a shutdown) and bound their own work by it, so that they finish, and are
+//! reported as closed, instead of being cut off.
+//!
 //! The traits use `async fn` in traits (stable since Rust 1.75) rather than `async-trait`: the
 //! handler task is generic over the handler type, so no boxing is needed and a call costs no
 //! allocation — which matters at tens of nanoseconds per record. A handler set chosen at run
@@ -479,6 +486,51 @@ impl<F: Future> Future for InHandler<F> {
     }
 }
 
+tokio::task_local! {
+    /// The deadline of the shutdown that closes the handler running in this task, set while
+    /// its last `flush` and its `close` run.
+    static CLOSE_DEADLINE: Option<std::time::Instant>;
+}
+
+/// When the shutdown closing this handler stops waiting for it, if it is being closed by
+/// one; call it from [`Handler::flush`] or [`Handler::close`] (or the same hooks of
+/// [`EventHandler`] and [`SpanHandler`]).
+///
+/// - During a [`Dispatcher::shutdown`](crate::Dispatcher::shutdown) (or a
+///   [`Registry::shutdown`](crate::Registry::shutdown), [`crate::shutdown`]): `Some` of that
+///   shutdown's deadline, in the final `flush` and in `close`. A handler whose `flush` and
+///   `close` together end before it is reported as closed; one still running then is aborted
+///   and reported as timed out. Leave some room: the task still has to end after `close`
+///   returns.
+/// - Everywhere else, `None`: a flush barrier, a handler removed with
+///   [`remove_handler`](crate::Dispatcher::remove_handler) or whose dispatcher was dropped
+///   (nobody waits for those), code outside a handler's task, and tasks the handler spawns.
+///
+/// # Examples
+///
+/// A handler that bounds its final write by the shutdown's deadline:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use spanbus::{Handler, Record};
+///
+/// struct Upload;
+///
+/// impl Handler for Upload {
+///     async fn handle(&mut self, _: &Record) {}
+///
+///     async fn close(&mut self) {
+///         let deadline = spanbus::handler::close_deadline()
+///             .unwrap_or_else(|| Instant::now() + Duration::from_secs(5));
+///         let budget = deadline.saturating_duration_since(Instant::now());
+///         let _ = tokio::time::timeout(budget, async { /* upload */ }).await;
+///     }
+/// }
+/// ```
+pub fn close_deadline() -> Option<std::time::Instant> {
+    CLOSE_DEADLINE.try_with(|d| *d).ok().flatten()
+}
+
 /// A handler's task: takes batches from its [`Receiver`] and calls the handler, until the
 /// channel is closed (then flushes and closes the handler).
 ///
@@ -525,8 +577,15 @@ pub(crate) async fn run<H: Handler>(mut handler: H, mut rx: Receiver, counters: 
                 rx.ack(id);
             }
             Recv::Closed => {
-                guarded(&counters, handler.flush()).await;
-                guarded(&counters, handler.close()).await;
+                // A shutdown's deadline, for `close_deadline` while the last flush and the
+                // close run.
+                let deadline = rx.close_deadline();
+                CLOSE_DEADLINE
+                    .scope(deadline, async {
+                        guarded(&counters, handler.flush()).await;
+                        guarded(&counters, handler.close()).await;
+                    })
+                    .await;
                 return;
             }
         }

@@ -105,6 +105,9 @@ pub(crate) struct Channel {
     overflow: usize,
     /// How many records wake a lingering reader (see the module docs).
     linger_records: u64,
+    /// When whoever closed the channel stops waiting for its readers (a shutdown's deadline);
+    /// unset when nobody waits (the dispatcher was dropped) or not closed yet.
+    close_deadline: std::sync::OnceLock<std::time::Instant>,
 }
 
 /// Inbox slots per channel at most (a channel with a smaller capacity gets fewer).
@@ -141,6 +144,7 @@ impl Channel {
             capacity,
             overflow,
             linger_records: (capacity.min(INBOX_SLOTS) / 4).clamp(1, LINGER_RECORDS) as u64,
+            close_deadline: std::sync::OnceLock::new(),
         }
     }
 
@@ -700,6 +704,18 @@ impl Channel {
         if flushing {
             st.release_barriers(id, |b| b.nested);
         }
+    }
+
+    /// [`close`](Self::close), telling readers that whoever closes waits for them until
+    /// `deadline` (a shutdown's); the first deadline set stays.
+    pub(crate) fn close_by(&self, deadline: std::time::Instant) {
+        let _ = self.close_deadline.set(deadline);
+        self.close();
+    }
+
+    /// The deadline given to [`close_by`](Self::close_by), if any.
+    pub(crate) fn close_deadline(&self) -> Option<std::time::Instant> {
+        self.close_deadline.get().copied()
     }
 
     /// Closes the channel: pushes fail from now on; readers drain, then see `Closed`.

@@ -31,6 +31,20 @@ use tokio::time::{Instant, Sleep};
 /// How long a lingering handler waits for a full batch before it takes what it has.
 pub(crate) const DELAY: Duration = Duration::from_millis(1);
 
+/// A timer of the current runtime, or `None` when it has no time driver (or there is no
+/// runtime): tokio offers no way to ask, so this tries to make one (tokio's panic message is
+/// printed then).
+fn timer() -> Option<Pin<Box<Sleep>>> {
+    std::panic::catch_unwind(|| Box::pin(tokio::time::sleep(Duration::ZERO))).ok()
+}
+
+/// Whether the current tokio runtime has its time driver (`tokio::time` works here). Prints
+/// tokio's panic message when it has not.
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+pub(crate) fn has_time_driver() -> bool {
+    timer().is_some()
+}
+
 /// A handler task's lingering state and timer.
 pub(crate) struct Linger {
     /// `None` without a time driver (then the handler never lingers).
@@ -45,11 +59,7 @@ pub(crate) struct Linger {
 impl Linger {
     /// A handler task's state; call inside the task (on its runtime).
     pub(crate) fn new() -> Self {
-        let timer = if cfg!(loom) {
-            None
-        } else {
-            std::panic::catch_unwind(|| Box::pin(tokio::time::sleep(Duration::ZERO))).ok()
-        };
+        let timer = if cfg!(loom) { None } else { timer() };
         Linger {
             timer,
             armed: false,

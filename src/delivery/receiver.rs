@@ -85,6 +85,12 @@ impl Receiver {
         self.handled += 1;
     }
 
+    /// The deadline of the shutdown that closed the channel, if one did (see
+    /// [`Channel::close_by`]).
+    pub(crate) fn close_deadline(&self) -> Option<std::time::Instant> {
+        self.channel.close_deadline()
+    }
+
     /// Acknowledges barrier `id` (after flushing the handler).
     pub(crate) fn ack(&self, id: u64) {
         self.channel.ack(self.id, id);

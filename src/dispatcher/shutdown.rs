@@ -113,7 +113,9 @@ impl Dispatcher {
             (hub.channel.clone(), std::mem::take(&mut hub.handlers))
         };
         if let Some(ch) = &channel {
-            ch.close();
+            // The handlers' `flush` and `close` learn the deadline
+            // (`crate::handler::close_deadline`), so they can finish by it.
+            ch.close_by(deadline);
         }
         topology_changed();
         let closing = Closing {

@@ -1,6 +1,7 @@
 //! Dispatchers and delivery: records travel up the dispatcher hierarchy, in emit order;
 //! `flush` is a barrier; a busy handler still gets every record without one; handlers may emit
-//! and flush on their own dispatcher, or be removed mid-batch; records hold events of any
+//! and flush on their own dispatcher, or be removed mid-batch; a handler closed by a shutdown
+//! reads its deadline; records hold events of any
 //! shape; and delivery keeps its promises at every lifecycle edge (dropped dispatchers, gone
 //! runtimes, cancelled emits).
 //!
@@ -10,6 +11,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod a_handler_closed_by_shutdown_reads_the_shutdown_deadline;
 mod a_handler_removed_mid_batch_still_reads_whole_records;
 mod a_handler_that_emits_or_flushes_on_its_own_dispatcher_does_not_deadlock;
 mod delivery_holds_its_promises_at_every_lifecycle_edge;

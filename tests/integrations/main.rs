@@ -1,5 +1,5 @@
 //! The bridges to other tools: `tracing` both ways (feature `tracing`), the OTLP exporter when
-//! its endpoint is down and back (feature `otlp`), the OpenInference attributes, and the Phoenix
+//! its endpoint is down and back, rejects batches, throttles or hangs (feature `otlp`), the OpenInference attributes, and the Phoenix
 //! tests, which export to a real Arize Phoenix and read the spans back: ignored here, run by
 //! `.ci/phoenix-tests.sh`.
 //!
@@ -10,8 +10,16 @@
 mod support;
 
 #[cfg(feature = "otlp")]
+mod a_batch_the_endpoint_rejects_for_good_is_dropped_counted_by_reason_and_every_other_span_is_exported;
+#[cfg(feature = "otlp")]
 mod a_pipeline_trace_reads_back_from_phoenix_with_parents_statuses_attributes_and_kinds;
+#[cfg(feature = "otlp")]
+mod building_the_otlp_exporter_on_a_runtime_without_a_time_driver_is_a_typed_error;
 mod openinference_attributes_come_from_the_llm_event_catalog_in_either_shape;
+#[cfg(feature = "otlp")]
+mod retry_after_on_a_429_holds_the_next_attempt_back;
+#[cfg(feature = "otlp")]
+mod shutdown_with_the_otlp_endpoint_hanging_ends_export_by_its_deadline_and_no_request_follows;
 #[cfg(feature = "tracing")]
 mod spanbus_records_appear_in_tracing;
 #[cfg(feature = "otlp")]

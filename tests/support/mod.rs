@@ -4,11 +4,14 @@
 //! - [`recorder`]: a handler that records everything it sees, a numbered event, `wait_until`;
 //! - [`spans`]: handlers that record closed spans and events, and per-span end counts;
 //! - [`chromium`]: headless Chromium, for the HTML page;
+//! - [`otlp_endpoint`]: a loopback OTLP/HTTP endpoint that decodes what it receives and
+//!   answers what a test tells it (a status, `Retry-After`, or nothing);
 //! - [`phoenix`]: a real Arize Phoenix: whether it is up, and its spans read back;
 //! - [`process_wide`]: the lock held by the tests that use the process-wide registry.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod chromium;
+pub mod otlp_endpoint;
 pub mod phoenix;
 pub mod recorder;
 pub mod spans;

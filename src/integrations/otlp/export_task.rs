@@ -1,7 +1,9 @@
-//! The export task: batches queued spans, sends them, retries, and answers flush and close.
+//! The export task: batches queued spans, sends them, retries what may succeed later, drops
+//! what the endpoint rejects for good, and answers flush and close.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -10,18 +12,40 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::OtlpExporterBuilder;
+use super::client::Sent;
 
-/// The exporter's counters, shared by the handler (which reads them for its stats) and the
-/// export task (which updates them).
+/// Why the endpoint's answer made the exporter drop a batch instead of retrying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rejection {
+    /// `400 Bad Request`.
+    BadRequest,
+    /// A single span still answered `413`, or over the OTLP client's request size limit.
+    TooLarge,
+    /// Any other 4xx but 408 and 429.
+    ClientError,
+}
+
+/// The exporter's counters, shared by the handler (which reads them for its stats), the export
+/// task (which updates them) and the HTTP client (which notes each exchange).
 #[derive(Debug, Default)]
 pub(super) struct Shared {
     pub(super) enqueued: AtomicU64,
     pub(super) exported: AtomicU64,
     pub(super) dropped: AtomicU64,
     pub(super) abandoned: AtomicU64,
+    pub(super) bad_request: AtomicU64,
+    pub(super) too_large: AtomicU64,
+    pub(super) client_error: AtomicU64,
     pub(super) failed: AtomicU64,
     pub(super) retries: AtomicU64,
     pub(super) last_error: Mutex<Option<String>>,
+    /// Set when the exporter is closed or dropped: the client sends nothing more.
+    pub(super) stopped: AtomicBool,
+    /// The exchange of the request being sent (see [`Sent`]); `None` until the client sends.
+    pub(super) sent: Mutex<Option<Sent>>,
+    /// Whether the spans not exported yet were counted as abandoned; after that, outcomes that
+    /// still come in are not counted again. Taken to count an outcome.
+    settled: Mutex<bool>,
 }
 
 // No user code runs while its locks are held, so a panic cannot leave their data half-changed:
@@ -29,14 +53,212 @@ pub(super) struct Shared {
 impl std::panic::UnwindSafe for Shared {}
 impl std::panic::RefUnwindSafe for Shared {}
 
+impl Shared {
+    /// Spans rejected for good, all reasons.
+    pub(super) fn rejected(&self) -> u64 {
+        self.bad_request.load(Ordering::Acquire)
+            + self.too_large.load(Ordering::Acquire)
+            + self.client_error.load(Ordering::Acquire)
+    }
+
+    /// Counts `n` spans as exported (`None`) or rejected, unless they were already counted as
+    /// abandoned.
+    fn settle(&self, n: u64, rejected: Option<Rejection>) {
+        let settled = self.settled.lock();
+        if *settled {
+            return;
+        }
+        let counter = match rejected {
+            None => &self.exported,
+            Some(Rejection::BadRequest) => &self.bad_request,
+            Some(Rejection::TooLarge) => &self.too_large,
+            Some(Rejection::ClientError) => &self.client_error,
+        };
+        counter.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Counts every span queued and not yet exported, rejected or abandoned as abandoned, and
+    /// stops counting outcomes. Called when the export task ends and again when the exporter
+    /// is closed or dropped (which adds what was queued since, if anything).
+    pub(super) fn abandon_the_rest(&self) {
+        let mut settled = self.settled.lock();
+        *settled = true;
+        let accounted = self.exported.load(Ordering::Acquire)
+            + self.rejected()
+            + self.abandoned.load(Ordering::Acquire);
+        let left = self
+            .enqueued
+            .load(Ordering::Acquire)
+            .saturating_sub(accounted);
+        self.abandoned.fetch_add(left, Ordering::AcqRel);
+    }
+
+    fn note_error(&self, error: String) {
+        *self.last_error.lock() = Some(error);
+    }
+}
+
 pub(super) enum Control {
     /// Ack once the first `upto` spans ever queued have left the pipeline.
     Flush { upto: u64, ack: oneshot::Sender<()> },
-    /// Export what is left, retrying until `deadline`, then stop.
-    Close {
-        deadline: Instant,
-        ack: oneshot::Sender<()>,
+    /// Export what is left, retrying until `deadline`, then count the rest as abandoned and
+    /// stop.
+    Close { deadline: Instant },
+}
+
+/// What to do with a batch after an attempt to send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Exported,
+    /// Send it again later, not before `not_before` from now if the endpoint said so.
+    Retry {
+        not_before: Option<Duration>,
     },
+    /// Too large: split it, or drop it if it is a single span.
+    TooLarge,
+    /// Drop it.
+    Rejected(Rejection),
+}
+
+/// The verdict on a failed attempt, from what the HTTP client noted of it.
+fn classify(sent: Option<Sent>) -> Verdict {
+    match sent {
+        // The OTLP client refused to send it: the request is over its size limit.
+        None => Verdict::TooLarge,
+        Some(Sent::Unanswered) => Verdict::Retry { not_before: None },
+        Some(Sent::Answered {
+            status,
+            retry_after,
+        }) => match status.as_u16() {
+            413 => Verdict::TooLarge,
+            408 | 429 => Verdict::Retry {
+                not_before: retry_after,
+            },
+            400 => Verdict::Rejected(Rejection::BadRequest),
+            401..=499 => Verdict::Rejected(Rejection::ClientError),
+            // 5xx, or a status the exporter does not expect (a redirect): maybe later.
+            _ => Verdict::Retry {
+                not_before: retry_after,
+            },
+        },
+    }
+}
+
+/// The export task's state.
+struct Task {
+    cfg: OtlpExporterBuilder,
+    shared: Arc<Shared>,
+    /// The batch being sent: filled from the queue, or a piece of a split batch.
+    batch: Vec<SpanData>,
+    /// The pieces of a split batch still to send, the next one last.
+    pieces: Vec<Vec<SpanData>>,
+    /// `batch` is a piece of a split batch: it is sent as it is, at once.
+    split: bool,
+    /// Spans taken from the queue, and spans that left the pipeline (exported or rejected),
+    /// since the start, both in queue order, for flush acknowledgements.
+    taken: u64,
+    done: u64,
+    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    closing: Option<Instant>,
+    backoff: Duration,
+    /// No attempt before this.
+    retry_at: Option<Instant>,
+    /// The endpoint's `Retry-After`: not even the attempt at close goes before it.
+    throttled_until: Option<Instant>,
+    batch_since: Option<Instant>,
+    failed_before: bool,
+    data_open: bool,
+    control_open: bool,
+}
+
+impl Task {
+    fn control(&mut self, c: Option<Control>) {
+        match c {
+            Some(Control::Flush { upto, ack }) => self.flushes.push((upto, ack)),
+            Some(Control::Close { deadline }) => {
+                // One immediate attempt at close, whatever the backoff (but not before the
+                // endpoint said it would take one).
+                self.retry_at = self.throttled_until;
+                self.closing = Some(deadline);
+            }
+            None => self.control_open = false,
+        }
+    }
+
+    fn push(&mut self, span: SpanData) {
+        self.batch.push(span);
+        self.taken += 1;
+        self.batch_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether `batch` takes spans from the queue.
+    fn has_room(&self) -> bool {
+        self.data_open && !self.split && self.batch.len() < self.cfg.batch_size
+    }
+
+    /// The batch has left the pipeline: on to the next piece of a split batch, if any.
+    fn next_batch(&mut self) {
+        self.done += self.batch.len() as u64;
+        self.batch.clear();
+        match self.pieces.pop() {
+            Some(piece) => self.batch = piece,
+            None => {
+                self.split = false;
+                self.batch_since = None;
+            }
+        }
+        self.retry_at = None;
+        self.throttled_until = None;
+        self.failed_before = false;
+        self.backoff = self.cfg.initial_backoff;
+    }
+
+    /// Acts on the outcome of one attempt (`error` is `None` for a success).
+    fn judge(&mut self, verdict: Verdict, error: Option<String>) {
+        let n = self.batch.len() as u64;
+        if verdict != Verdict::Exported {
+            self.shared.failed.fetch_add(1, Ordering::AcqRel);
+        }
+        let error = error.unwrap_or_default();
+        match verdict {
+            Verdict::Exported => {
+                self.shared.settle(n, None);
+                self.next_batch();
+            }
+            Verdict::TooLarge if n > 1 => {
+                self.shared.note_error(format!(
+                    "{error} (a batch of {n} spans was too large: it is sent again in halves)"
+                ));
+                let second = self.batch.split_off(self.batch.len() / 2);
+                self.pieces.push(second);
+                self.split = true;
+                self.failed_before = true;
+                self.retry_at = None;
+            }
+            Verdict::TooLarge => self.reject(
+                Rejection::TooLarge,
+                format!("{error} (a single span too large to export: dropped)"),
+            ),
+            Verdict::Rejected(why) => self.reject(
+                why,
+                format!("{error} (the endpoint rejected a batch of {n} spans for good: dropped)"),
+            ),
+            Verdict::Retry { not_before } => {
+                self.shared.note_error(error);
+                self.failed_before = true;
+                let now = Instant::now();
+                self.throttled_until = not_before.map(|wait| now + wait);
+                self.retry_at = Some(now + self.backoff.max(not_before.unwrap_or_default()));
+                self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
+            }
+        }
+    }
+
+    fn reject(&mut self, why: Rejection, error: String) {
+        self.shared.settle(self.batch.len() as u64, Some(why));
+        self.shared.note_error(error);
+        self.next_batch();
+    }
 }
 
 /// The export task: batches from the queue, exports, retries with backoff.
@@ -47,102 +269,96 @@ pub(super) async fn export_task(
     shared: Arc<Shared>,
     cfg: OtlpExporterBuilder,
 ) {
-    let mut batch: Vec<SpanData> = Vec::with_capacity(cfg.batch_size);
-    // Spans taken from the queue, and spans that left the pipeline, since the start (both in
-    // queue order), for flush acknowledgements.
-    let mut taken: u64 = 0;
-    let mut done: u64 = 0;
-    let mut flushes: Vec<(u64, oneshot::Sender<()>)> = Vec::new();
-    let mut closing: Option<(Instant, oneshot::Sender<()>)> = None;
-    let mut backoff = cfg.initial_backoff;
-    let mut retry_at: Option<Instant> = None;
-    let mut batch_since: Option<Instant> = None;
-    let mut failed_before = false;
-    let mut data_open = true;
-    let mut control_open = true;
+    let mut t = Task {
+        batch: Vec::with_capacity(cfg.batch_size),
+        pieces: Vec::new(),
+        split: false,
+        taken: 0,
+        done: 0,
+        flushes: Vec::new(),
+        closing: None,
+        backoff: cfg.initial_backoff,
+        retry_at: None,
+        throttled_until: None,
+        batch_since: None,
+        failed_before: false,
+        data_open: true,
+        control_open: true,
+        shared,
+        cfg,
+    };
     loop {
-        while data_open && batch.len() < cfg.batch_size {
+        while t.has_room() {
             match rx.try_recv() {
-                Ok(span) => {
-                    batch.push(span);
-                    taken += 1;
-                    batch_since.get_or_insert_with(Instant::now);
-                }
+                Ok(span) => t.push(span),
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => data_open = false,
+                Err(mpsc::error::TryRecvError::Disconnected) => t.data_open = false,
             }
         }
         let mut i = 0;
-        while i < flushes.len() {
-            if flushes[i].0 <= done {
-                let _ = flushes.swap_remove(i).1.send(());
+        while i < t.flushes.len() {
+            if t.flushes[i].0 <= t.done {
+                let _ = t.flushes.swap_remove(i).1.send(());
             } else {
                 i += 1;
             }
         }
         let now = Instant::now();
-        if let Some((deadline, _)) = &closing
-            && now >= *deadline
-        {
-            let mut left = batch.len() as u64;
-            batch.clear();
-            while rx.try_recv().is_ok() {
-                left += 1;
-            }
-            shared.abandoned.fetch_add(left, Ordering::AcqRel);
+        if t.closing.is_some_and(|deadline| now >= deadline) {
             break;
         }
-        let urgent = batch.len() >= cfg.batch_size
-            || !flushes.is_empty()
-            || closing.is_some()
-            || !data_open
-            || !control_open;
-        let due = batch_since.map(|t| t + cfg.scheduled_delay);
-        let may_try = retry_at.is_none_or(|t| now >= t);
-        if !batch.is_empty() && may_try && (urgent || due.is_some_and(|d| now >= d)) {
-            let mut until = now + cfg.export_timeout;
-            if let Some((deadline, _)) = &closing {
-                until = until.min(*deadline);
+        let urgent = t.split
+            || t.batch.len() >= t.cfg.batch_size
+            || !t.flushes.is_empty()
+            || t.closing.is_some()
+            || !t.data_open
+            || !t.control_open;
+        let due = t.batch_since.map(|since| since + t.cfg.scheduled_delay);
+        let may_try = t.retry_at.is_none_or(|at| now >= at);
+        if !t.batch.is_empty() && may_try && (urgent || due.is_some_and(|d| now >= d)) {
+            if t.failed_before {
+                t.shared.retries.fetch_add(1, Ordering::AcqRel);
             }
-            if failed_before {
-                shared.retries.fetch_add(1, Ordering::AcqRel);
-            }
-            let n = batch.len() as u64;
-            let result = tokio::time::timeout_at(until, exporter.export(batch.clone())).await;
-            let error = match result {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some("export timed out".to_owned()),
+            *t.shared.sent.lock() = None;
+            let request_until = now + t.cfg.export_timeout;
+            // The request, raced against control messages: a close cuts it at its deadline.
+            let outcome = {
+                let export = exporter.export(t.batch.clone());
+                tokio::pin!(export);
+                loop {
+                    let until = t
+                        .closing
+                        .map_or(request_until, |deadline| deadline.min(request_until));
+                    tokio::select! {
+                        biased;
+                        result = &mut export => break Some(result),
+                        c = control.recv(), if t.control_open => t.control(c),
+                        () = tokio::time::sleep_until(until) => break None,
+                    }
+                }
             };
-            match error {
-                None => {
-                    shared.exported.fetch_add(n, Ordering::AcqRel);
-                    done += n;
-                    batch.clear();
-                    batch_since = None;
-                    retry_at = None;
-                    failed_before = false;
-                    backoff = cfg.initial_backoff;
-                }
-                Some(e) => {
-                    shared.failed.fetch_add(1, Ordering::AcqRel);
-                    *shared.last_error.lock() = Some(e);
-                    failed_before = true;
-                    retry_at = Some(Instant::now() + backoff);
-                    backoff = (backoff * 2).min(cfg.max_backoff);
-                }
+            let sent = t.shared.sent.lock().take();
+            match outcome {
+                Some(Ok(())) => t.judge(Verdict::Exported, None),
+                Some(Err(e)) => t.judge(classify(sent), Some(e.to_string())),
+                None => t.judge(
+                    Verdict::Retry { not_before: None },
+                    Some("export timed out".to_owned()),
+                ),
             }
             continue;
         }
-        if batch.is_empty() && done == taken && (closing.is_some() || (!data_open && !control_open))
+        if t.batch.is_empty()
+            && t.done == t.taken
+            && (t.closing.is_some() || (!t.data_open && !t.control_open))
         {
             break;
         }
         let mut wake: Option<Instant> = None;
-        let mut at = |t: Instant| wake = Some(wake.map_or(t, |w: Instant| w.min(t)));
-        if !batch.is_empty() {
-            match retry_at {
-                Some(t) => at(t),
+        let mut at = |i: Instant| wake = Some(wake.map_or(i, |w: Instant| w.min(i)));
+        if !t.batch.is_empty() {
+            match t.retry_at {
+                Some(r) => at(r),
                 None => {
                     if let Some(d) = due {
                         at(d);
@@ -150,44 +366,77 @@ pub(super) async fn export_task(
                 }
             }
         }
-        if let Some((deadline, _)) = &closing {
-            at(*deadline);
+        if let Some(deadline) = t.closing {
+            at(deadline);
         }
-        let room = data_open && batch.len() < cfg.batch_size;
+        let room = t.has_room();
         tokio::select! {
             biased;
-            c = control.recv(), if control_open => match c {
-                Some(Control::Flush { upto, ack }) => flushes.push((upto, ack)),
-                Some(Control::Close { deadline, ack }) => {
-                    // One immediate attempt at close, whatever the backoff.
-                    retry_at = None;
-                    closing = Some((deadline, ack));
-                }
-                None => control_open = false,
-            },
+            c = control.recv(), if t.control_open => t.control(c),
             span = rx.recv(), if room => match span {
-                Some(span) => {
-                    batch.push(span);
-                    taken += 1;
-                    batch_since.get_or_insert_with(Instant::now);
-                }
-                None => data_open = false,
+                Some(span) => t.push(span),
+                None => t.data_open = false,
             },
             () = sleep_until_opt(wake) => {}
         }
     }
-    for (_, ack) in flushes.drain(..) {
+    for (_, ack) in t.flushes.drain(..) {
         let _ = ack.send(());
     }
+    // What is still in the batch, its pieces or the queue is abandoned.
+    drop(rx);
+    t.shared.abandon_the_rest();
+    t.shared.stopped.store(true, Ordering::Release);
     let _ = exporter.shutdown();
-    if let Some((_, ack)) = closing {
-        let _ = ack.send(());
-    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn answered(code: u16, retry_after: Option<u64>) -> Option<Sent> {
+        Some(Sent::Answered {
+            status: StatusCode::from_u16(code).unwrap(),
+            retry_after: retry_after.map(Duration::from_secs),
+        })
+    }
+
+    #[test]
+    fn statuses_are_retried_split_or_rejected() {
+        let retry = |s| Verdict::Retry { not_before: s };
+        assert_eq!(classify(answered(413, None)), Verdict::TooLarge);
+        assert_eq!(classify(None), Verdict::TooLarge, "refused before sending");
+        assert_eq!(
+            classify(answered(400, None)),
+            Verdict::Rejected(Rejection::BadRequest)
+        );
+        for code in [401, 403, 404, 405, 415, 422] {
+            assert_eq!(
+                classify(answered(code, None)),
+                Verdict::Rejected(Rejection::ClientError),
+                "{code}"
+            );
+        }
+        assert_eq!(classify(answered(408, None)), retry(None));
+        assert_eq!(
+            classify(answered(429, Some(3))),
+            retry(Some(Duration::from_secs(3)))
+        );
+        assert_eq!(
+            classify(answered(503, Some(2))),
+            retry(Some(Duration::from_secs(2)))
+        );
+        for code in [500, 502, 504, 302] {
+            assert_eq!(classify(answered(code, None)), retry(None), "{code}");
+        }
+        assert_eq!(classify(Some(Sent::Unanswered)), retry(None));
     }
 }

@@ -26,10 +26,24 @@
 //! # Never blocking the application
 //!
 //! The handler only converts the span and pushes it into a bounded queue; when the queue is
-//! full the span is dropped and counted ([`OtlpStats::dropped`]). The export task retries a
-//! failed batch with exponential backoff (from [`initial_backoff`] to [`max_backoff`]) for as
-//! long as the endpoint is down, and resumes when it is back. Every span that closes is
-//! accounted for exactly once: `exported + dropped + abandoned + pending`.
+//! full the span is dropped and counted ([`OtlpStats::dropped`]). The export task sends one
+//! batch at a time and acts on the endpoint's answer:
+//!
+//! - **accepted** (2xx): counted in [`OtlpStats::exported`];
+//! - **maybe later** (no answer, a request timeout, `408`, `429`, 5xx): the batch is retried
+//!   with exponential backoff (from [`initial_backoff`] to [`max_backoff`]) for as long as the
+//!   endpoint is down, and export resumes when it is back. A `Retry-After` on the answer
+//!   (seconds or an HTTP date, at most 10 minutes) holds the next attempt back at least that
+//!   long, even at close (where the close deadline still ends the wait);
+//! - **too large** (`413`): the batch is split in halves, each sent on its own, down to single
+//!   spans; a span still too large alone is dropped. So one huge span costs only itself;
+//! - **rejected for good** (`400` and every other 4xx): the batch is dropped, never retried,
+//!   and the next batch goes out.
+//!
+//! What is dropped is counted by reason in [`OtlpStats::rejections`], and
+//! [`OtlpHandle::last_error`] tells the latest failure with its HTTP status. Every span that
+//! closes is accounted for exactly once:
+//! `exported + dropped + rejected + abandoned + pending`.
 //!
 //! [`initial_backoff`]: OtlpExporterBuilder::initial_backoff
 //! [`max_backoff`]: OtlpExporterBuilder::max_backoff
@@ -42,9 +56,20 @@
 //!
 //! spanbus's [`flush`](crate::flush) reaches the exporter's [`Handler::flush`](crate::Handler::flush), which waits
 //! (at most [`flush_timeout`](OtlpExporterBuilder::flush_timeout)) until every span queued so
-//! far has been exported. [`shutdown`](crate::shutdown()) reaches [`Handler::close`](crate::Handler::close): a final
-//! export, retried until [`close_timeout`](OtlpExporterBuilder::close_timeout); what is still
-//! not exported then is counted as [`abandoned`](OtlpStats::abandoned).
+//! far has been exported or rejected. [`shutdown`](crate::shutdown()) runs a last flush and
+//! then [`Handler::close`](crate::Handler::close): a final export, retried until the close
+//! deadline; what is still not exported then is counted as
+//! [`abandoned`](OtlpStats::abandoned), so [`pending`](OtlpStats::pending) is 0 once the
+//! exporter is closed.
+//!
+//! The last flush and the close share **one** deadline, fixed when the first of them starts:
+//! [`close_timeout`](OtlpExporterBuilder::close_timeout) from then and, during a shutdown, a
+//! little before the shutdown's own deadline (read with
+//! [`close_deadline`](crate::handler::close_deadline); the margin is a tenth of the time left,
+//! at most 100 ms). So `shutdown(Duration::from_secs(3))` with the endpoint down returns in
+//! about 2.9 s with the exporter reported closed, not timed out. A request in flight at the
+//! deadline is cut off. When the close returns, the export task has ended: no request goes out
+//! after it. An exporter dropped without being closed stops its export task the same way.
 //!
 //! # Examples
 //!
@@ -70,10 +95,12 @@
 //! ```
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use std::time::Duration;
 
+use futures::FutureExt;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{Protocol, RetryPolicy, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
@@ -82,13 +109,15 @@ use tokio::sync::mpsc;
 
 use crate::error::OtlpError;
 
+mod client;
 mod export_task;
 mod exporter;
 mod span_data;
 
+use client::RecordingClient;
 use export_task::Shared;
 use export_task::export_task;
-pub use exporter::{OtlpExporter, OtlpHandle, OtlpStats};
+pub use exporter::{OtlpExporter, OtlpHandle, OtlpRejections, OtlpStats};
 pub use span_data::attribute_value;
 
 /// The environment variable with the base URL of an OTLP endpoint (`/v1/traces` is appended).
@@ -216,26 +245,30 @@ impl OtlpExporterBuilder {
         self
     }
 
-    /// The timeout of one export request. Default 10 s.
+    /// The timeout of one export request (it is retried after). Default 10 s.
     pub fn export_timeout(mut self, d: Duration) -> Self {
         self.export_timeout = d;
         self
     }
 
-    /// How long a flush waits for the queued spans to be exported. Default 5 s.
+    /// How long a flush waits for the queued spans to be exported. Default 5 s. The last flush
+    /// of a shutdown also ends at the close deadline (see
+    /// [`close_timeout`](Self::close_timeout)).
     pub fn flush_timeout(mut self, d: Duration) -> Self {
         self.flush_timeout = d;
         self
     }
 
-    /// How long the final export at shutdown may take, retries included. Default 5 s.
+    /// How long the last flush and the final export at close may take together, retries
+    /// included, from the moment the first of them starts; during a shutdown, also no later
+    /// than a little before the shutdown's deadline. Default 5 s.
     pub fn close_timeout(mut self, d: Duration) -> Self {
         self.close_timeout = d;
         self
     }
 
     /// The wait before the first retry of a failed batch; it doubles on each failure. Default
-    /// 100 ms.
+    /// 100 ms. A `Retry-After` from the endpoint makes the wait at least that long.
     pub fn initial_backoff(mut self, d: Duration) -> Self {
         self.initial_backoff = d;
         self
@@ -254,13 +287,15 @@ impl OtlpExporterBuilder {
         self
     }
 
-    /// Builds the exporter and starts its export task.
+    /// Builds the exporter and starts its export task on the current tokio runtime.
     ///
     /// # Errors
     ///
-    /// [`OtlpError::NoRuntime`] outside a tokio runtime, [`OtlpError::InvalidConfig`] for a
-    /// zero batch size or queue capacity, [`OtlpError::Build`] when the OTLP client cannot be
-    /// built (for example a malformed endpoint).
+    /// [`OtlpError::NoRuntime`] outside a tokio runtime, [`OtlpError::NoTimeDriver`] on a
+    /// runtime built without its time driver (tokio prints its own "timers are disabled"
+    /// message then), [`OtlpError::InvalidConfig`] for a zero batch size or queue capacity,
+    /// [`OtlpError::Build`] when the OTLP client cannot be built (for example a malformed
+    /// endpoint).
     pub fn build(self) -> Result<OtlpExporter, OtlpError> {
         if self.batch_size == 0 {
             return Err(OtlpError::InvalidConfig("batch_size must be at least 1"));
@@ -271,6 +306,10 @@ impl OtlpExporterBuilder {
             ));
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
+        if !crate::delivery::linger::has_time_driver() {
+            return Err(OtlpError::NoTimeDriver);
+        }
+        let shared = Arc::new(Shared::default());
         let endpoint = self
             .endpoint
             .clone()
@@ -282,6 +321,9 @@ impl OtlpExporterBuilder {
             .with_endpoint(endpoint.clone())
             .with_timeout(self.export_timeout)
             .with_headers(self.headers.clone())
+            // The client it would make by itself, noting each answer's status and
+            // `Retry-After` for the export task.
+            .with_http_client(RecordingClient::new(self.export_timeout, shared.clone()))
             // spanbus retries itself, with its own backoff and counters.
             .with_retry_policy(RetryPolicy::disabled())
             .build()
@@ -294,14 +336,22 @@ impl OtlpExporterBuilder {
 
         let (tx, rx) = mpsc::channel(self.queue_capacity);
         let (control, control_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::default());
-        runtime.spawn(export_task(
-            exporter,
-            rx,
-            control_rx,
-            shared.clone(),
-            self.clone(),
-        ));
+        let task = export_task(exporter, rx, control_rx, shared.clone(), self.clone());
+        let on_panic = shared.clone();
+        let task = runtime.spawn(async move {
+            // The task holds nothing a panic could leave half-changed for anyone else.
+            let ended = AssertUnwindSafe(task).catch_unwind().await;
+            if let Err(panic) = ended {
+                *on_panic.last_error.lock() = Some(format!(
+                    "the export task panicked: {}",
+                    crate::handler::panic_message(&*panic)
+                ));
+                on_panic
+                    .stopped
+                    .store(true, std::sync::atomic::Ordering::Release);
+                on_panic.abandon_the_rest();
+            }
+        });
         Ok(OtlpExporter {
             open: HashMap::new(),
             tx,
@@ -313,6 +363,8 @@ impl OtlpExporterBuilder {
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
             config: self,
+            task: Some(task),
+            closing: None,
         })
     }
 }

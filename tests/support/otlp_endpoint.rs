@@ -1,0 +1,266 @@
+//! A loopback OTLP/HTTP endpoint for the exporter's tests: it reads every POST whole (so the
+//! client never sees a reset for an answer it did not expect), decodes the spans in it, and
+//! answers what the test decides per request: a status with headers, or nothing at all (a
+//! server that accepted the connection and hangs). It keeps every request, with when it
+//! arrived, and counts the connections opened and closed by the client.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// What the endpoint answers to one request.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// A status line and these headers, with an empty body.
+    Status(u16, Vec<(&'static str, String)>),
+    /// Nothing: the request is read and left unanswered.
+    Never,
+}
+
+impl Answer {
+    /// `200 OK`.
+    pub fn ok() -> Answer {
+        Answer::Status(200, Vec::new())
+    }
+
+    /// A status without headers.
+    pub fn status(code: u16) -> Answer {
+        Answer::Status(code, Vec::new())
+    }
+}
+
+/// One request the endpoint received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// When its body had been read.
+    pub at: Instant,
+    /// The body's length in bytes.
+    pub len: usize,
+    /// The names of the spans in it.
+    pub names: Vec<String>,
+    /// The status it was answered, `None` if it was left unanswered.
+    pub status: Option<u16>,
+}
+
+impl Received {
+    /// Whether the endpoint accepted it (a 2xx answer).
+    pub fn accepted(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: Mutex<Vec<Received>>,
+    opened: AtomicUsize,
+    closed: AtomicUsize,
+    changed: Notify,
+}
+
+type Decide = dyn Fn(usize, &Received) -> Answer + Send + Sync;
+
+/// A running endpoint; it stops when dropped.
+pub struct Endpoint {
+    port: u16,
+    state: Arc<State>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Endpoint {
+    /// Starts an endpoint on a free loopback port; `decide` gets each request's index (from 0)
+    /// and the request, and says what to answer.
+    pub async fn start(
+        decide: impl Fn(usize, &Received) -> Answer + Send + Sync + 'static,
+    ) -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(State::default());
+        let decide: Arc<Decide> = Arc::new(decide);
+        let server = tokio::spawn(serve(listener, state.clone(), decide));
+        Endpoint {
+            port,
+            state,
+            server,
+        }
+    }
+
+    /// The traces URL to give the exporter.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1/traces", self.port)
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<Received> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// How many requests arrived so far.
+    pub fn request_count(&self) -> usize {
+        self.state.requests.lock().unwrap().len()
+    }
+
+    /// Connections opened by the client, and those it closed again.
+    pub fn connections(&self) -> (usize, usize) {
+        (
+            self.state.opened.load(Ordering::Acquire),
+            self.state.closed.load(Ordering::Acquire),
+        )
+    }
+
+    /// The distinct names of the spans in accepted requests.
+    pub fn accepted_names(&self) -> std::collections::BTreeSet<String> {
+        self.requests()
+            .iter()
+            .filter(|r| r.accepted())
+            .flat_map(|r| r.names.iter().cloned())
+            .collect()
+    }
+
+    /// Waits until `done` holds (checked whenever a request arrives or a connection opens or
+    /// closes), at most `limit`; returns whether it held.
+    pub async fn wait_for(&self, limit: Duration, done: impl Fn(&Endpoint) -> bool) -> bool {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let changed = self.state.changed.notified();
+            if done(self) {
+                return true;
+            }
+            if tokio::time::timeout_at(until, changed).await.is_err() {
+                return done(self);
+            }
+        }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>, decide: Arc<Decide>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        state.opened.fetch_add(1, Ordering::AcqRel);
+        state.changed.notify_waiters();
+        connections.spawn(connection(stream, state.clone(), decide.clone()));
+    }
+}
+
+/// Serves one keep-alive connection until the client closes it.
+async fn connection(mut stream: TcpStream, state: Arc<State>, decide: Arc<Decide>) {
+    let mut buf = Vec::new();
+    let mut answering = true;
+    loop {
+        let Some(head_end) = read_until_head(&mut stream, &mut buf).await else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        assert!(head.starts_with("post /v1/traces "), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let mut chunk = vec![0u8; 64 * 1024];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => {
+                    finish(&state);
+                    return;
+                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = &buf[head_end..head_end + len];
+        let names = ExportTraceServiceRequest::decode(body)
+            .map(|req| {
+                req.resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .flat_map(|s| &s.spans)
+                    .map(|s| s.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut received = Received {
+            at: Instant::now(),
+            len,
+            names,
+            status: None,
+        };
+        buf.drain(..head_end + len);
+        let answer = {
+            let requests = state.requests.lock().unwrap();
+            decide(requests.len(), &received)
+        };
+        let reply = match (&answer, answering) {
+            (Answer::Status(code, headers), true) => {
+                received.status = Some(*code);
+                let mut reply = format!(
+                    "HTTP/1.1 {code} {}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n",
+                    reason(*code)
+                );
+                for (k, v) in headers {
+                    reply.push_str(&format!("{k}: {v}\r\n"));
+                }
+                reply.push_str("\r\n");
+                Some(reply)
+            }
+            _ => {
+                // Unanswered: later requests on this connection (there should be none) are
+                // read and left unanswered too.
+                answering = false;
+                None
+            }
+        };
+        state.requests.lock().unwrap().push(received);
+        state.changed.notify_waiters();
+        if let Some(reply) = reply
+            && stream.write_all(reply.as_bytes()).await.is_err()
+        {
+            break;
+        }
+    }
+    finish(&state);
+}
+
+fn finish(state: &State) {
+    state.closed.fetch_add(1, Ordering::AcqRel);
+    state.changed.notify_waiters();
+}
+
+/// Reads until `buf` holds a whole request head; returns where the body starts, or `None`
+/// once the client closed the connection.
+async fn read_until_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(p + 4);
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        400 => "Bad Request",
+        413 => "Content Too Large",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
