@@ -49,7 +49,11 @@ struct Planned {
 
 fn plan(i: usize) -> Planned {
     Planned {
-        model: if i.is_multiple_of(3) { "gpt-4o" } else { "gpt-4o-mini" },
+        model: if i.is_multiple_of(3) {
+            "gpt-4o"
+        } else {
+            "gpt-4o-mini"
+        },
         // The most expensive trace is number 4321: ten times the largest other count.
         input: if i == 4321 {
             50_000
