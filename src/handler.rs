@@ -100,7 +100,8 @@ pub trait Handler: Send + 'static {
     }
 
     /// Called once at shutdown or removal, after the last record and a final
-    /// [`flush`](Self::flush).
+    /// [`flush`](Self::flush). During a shutdown, [`close_deadline`] gives the deadline both
+    /// must meet.
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }

@@ -14,6 +14,8 @@ mod a_batch_the_endpoint_rejects_for_good_is_dropped_counted_by_reason_and_every
 #[cfg(feature = "otlp")]
 mod a_pipeline_trace_reads_back_from_phoenix_with_parents_statuses_attributes_and_kinds;
 #[cfg(feature = "otlp")]
+mod a_return_value_recorded_by_ret_is_the_exported_spans_output;
+#[cfg(feature = "otlp")]
 mod building_the_otlp_exporter_on_a_runtime_without_a_time_driver_is_a_typed_error;
 mod openinference_attributes_come_from_the_llm_event_catalog_in_either_shape;
 #[cfg(feature = "otlp")]

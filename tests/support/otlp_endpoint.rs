@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -44,6 +45,8 @@ pub struct Received {
     pub len: usize,
     /// The names of the spans in it.
     pub names: Vec<String>,
+    /// The spans in it, decoded.
+    pub spans: Vec<Span>,
     /// The status it was answered, `None` if it was left unanswered.
     pub status: Option<u16>,
 }
@@ -122,6 +125,27 @@ impl Endpoint {
             .collect()
     }
 
+    /// The string attribute `key` of every accepted span named `name`.
+    pub fn string_attributes(&self, name: &str, key: &str) -> Vec<Option<String>> {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        self.requests()
+            .iter()
+            .filter(|r| r.accepted())
+            .flat_map(|r| r.spans.clone())
+            .filter(|s| s.name == name)
+            .map(|s| {
+                s.attributes
+                    .iter()
+                    .find(|kv| kv.key == key)
+                    .and_then(|kv| kv.value.as_ref()?.value.as_ref().cloned())
+                    .and_then(|v| match v {
+                        Value::StringValue(text) => Some(text),
+                        _ => None,
+                    })
+            })
+            .collect()
+    }
+
     /// Waits until `done` holds (checked whenever a request arrives or a connection opens or
     /// closes), at most `limit`; returns whether it held.
     pub async fn wait_for(&self, limit: Duration, done: impl Fn(&Endpoint) -> bool) -> bool {
@@ -182,20 +206,20 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, decide: Arc<Decide
             }
         }
         let body = &buf[head_end..head_end + len];
-        let names = ExportTraceServiceRequest::decode(body)
+        let spans: Vec<Span> = ExportTraceServiceRequest::decode(body)
             .map(|req| {
                 req.resource_spans
-                    .iter()
-                    .flat_map(|r| &r.scope_spans)
-                    .flat_map(|s| &s.spans)
-                    .map(|s| s.name.clone())
+                    .into_iter()
+                    .flat_map(|r| r.scope_spans)
+                    .flat_map(|s| s.spans)
                     .collect()
             })
             .unwrap_or_default();
         let mut received = Received {
             at: Instant::now(),
             len,
-            names,
+            names: spans.iter().map(|s| s.name.clone()).collect(),
+            spans,
             status: None,
         };
         buf.drain(..head_end + len);

@@ -216,11 +216,17 @@ impl OtlpExporter {
         self.shared.abandon_the_rest();
     }
 
-    fn finish(&mut self, id: SpanId, end: &Record, outcome: Result<(), (DropReason, &str)>) {
+    fn finish(
+        &mut self,
+        id: SpanId,
+        end: &Record,
+        outcome: Result<(), (DropReason, &str)>,
+        result: Option<&Value>,
+    ) {
         let Some(open) = self.open.remove(&id) else {
             return;
         };
-        let span = to_span_data(open, end.timestamp().into(), outcome, &self.scope);
+        let span = to_span_data(open, end.timestamp().into(), outcome, result, &self.scope);
         self.enqueue(span);
     }
 
@@ -256,9 +262,11 @@ impl Handler for OtlpExporter {
                     semantics: OpenInference::default(),
                 });
             }
-            RecordKind::SpanExit(exit) => self.finish(exit.id, record, Ok(())),
+            RecordKind::SpanExit(exit) => {
+                self.finish(exit.id, record, Ok(()), exit.result.as_deref())
+            }
             RecordKind::SpanDrop(drop) => {
-                self.finish(drop.id, record, Err((drop.reason, &drop.message)))
+                self.finish(drop.id, record, Err((drop.reason, &drop.message)), None)
             }
             RecordKind::Event(event) => {
                 let Some(open) = record.span_id().and_then(|id| self.open.get_mut(&id)) else {
@@ -310,7 +318,13 @@ impl Handler for OtlpExporter {
         // them): export them as dropped by shutdown so they are not lost.
         let now = SystemTime::now();
         for (_, open) in std::mem::take(&mut self.open) {
-            let span = to_span_data(open, now, Err((DropReason::Shutdown, "")), &self.scope);
+            let span = to_span_data(
+                open,
+                now,
+                Err((DropReason::Shutdown, "")),
+                None,
+                &self.scope,
+            );
             self.enqueue(span);
         }
         let closing = self.closing();

@@ -63,6 +63,7 @@ pub(super) fn to_span_data(
     open: OpenSpan,
     end: SystemTime,
     outcome: Result<(), (DropReason, &str)>,
+    result: Option<&Value>,
     scope: &InstrumentationScope,
 ) -> SpanData {
     let mut attributes: Vec<KeyValue> = Vec::new();
@@ -112,6 +113,18 @@ pub(super) fn to_span_data(
             "input.mime_type".into(),
             "application/json".into(),
         );
+    }
+    // The value `#[span(ret)]` recorded, unless the span's events gave an output.
+    let has_output = attributes
+        .iter()
+        .any(|kv| kv.key.as_str() == "output.value");
+    if !has_output && let Some(result) = result.filter(|r| !r.is_null()) {
+        let (text, mime) = match result {
+            Value::String(s) => (s.clone(), "text/plain"),
+            other => (other.to_string(), "application/json"),
+        };
+        push(&mut attributes, "output.value".into(), text.into());
+        push(&mut attributes, "output.mime_type".into(), mime.into());
     }
     for (k, v) in &open.tags {
         push(&mut attributes, k.clone(), attribute_value(v));
