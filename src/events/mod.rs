@@ -65,6 +65,15 @@ use serde_json::{Map, Value};
 
 use crate::Event;
 
+mod message;
+mod node;
+mod response;
+mod wire;
+
+pub use message::{ChatMessage, MessageRole, ToolCall};
+pub use node::{Document, NodeWithScore};
+pub use response::{ChatResponse, CompletionResponse, TokenUsage};
+
 // --- LLM: predict -------------------------------------------------------------------------
 
 /// Emitted when an LLM's `predict` (or `apredict`, `stream`, `astream`) starts, before the
