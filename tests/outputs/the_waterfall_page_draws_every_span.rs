@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use spanbus::events::{EmbeddingEndEvent, EmbeddingStartEvent, LLMChatInProgressEvent};
+use spanbus::events::{
+    ChatMessage, ChatResponse, EmbeddingEndEvent, EmbeddingStartEvent, LLMChatInProgressEvent,
+};
 use spanbus::handlers::HtmlReport;
 use spanbus::{Dispatcher, Handler, Record, RecordKind, SpanContext, SpanFutureExt, SpanId};
 
@@ -127,7 +129,8 @@ async fn every_span_is_drawn_with_its_outcome() {
             for i in 0..3 {
                 d.event(LLMChatInProgressEvent {
                     messages: vec![],
-                    response: json!({"delta": format!("tok{i}")}),
+                    response: ChatResponse::new(ChatMessage::assistant(""))
+                        .with_delta(format!("tok{i}")),
                 })
                 .await
                 .unwrap();
