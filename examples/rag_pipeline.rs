@@ -29,7 +29,7 @@ use spanbus::error::EmitError;
 use spanbus::events::{
     ChatMessage, ChatResponse, Document, EmbeddingEndEvent, EmbeddingStartEvent, LLMChatEndEvent,
     LLMChatInProgressEvent, LLMChatStartEvent, NodeWithScore, QueryEndEvent, QueryStartEvent,
-    ReRankEndEvent, ReRankStartEvent, RetrievalEndEvent, RetrievalStartEvent,
+    ReRankEndEvent, ReRankStartEvent, RetrievalEndEvent, RetrievalStartEvent, TokenUsage,
 };
 use spanbus::handlers::{HtmlReport, JsonlHandler, SimpleSpanHandler, SpanOutcome};
 use spanbus::{Dispatcher, EventHandler, Record, SpanFutureExt, TraceId, current_span};
@@ -243,13 +243,35 @@ async fn chat(
             })
             .await?;
     }
+    // What the provider would report with the answer. The simulated model has no tokenizer,
+    // so the counts are made up from the text: about 4 characters per token, the usual rule of
+    // thumb for English.
+    let prompt_chars: usize = messages
+        .iter()
+        .filter_map(|m| m.content.as_deref())
+        .map(|text| text.chars().count())
+        .sum();
+    let usage = TokenUsage::new(
+        approx_tokens(prompt_chars),
+        approx_tokens(answer.chars().count()),
+    );
     rag.llm
         .event(LLMChatEndEvent {
             messages,
-            response: Some(ChatResponse::new(ChatMessage::assistant(answer.clone()))),
+            response: Some(
+                ChatResponse::new(ChatMessage::assistant(answer.clone()))
+                    .with_usage(usage)
+                    .with_model("gpt-4o-mini")
+                    .with_finish_reason("stop"),
+            ),
         })
         .await?;
     Ok(answer)
+}
+
+/// A token count for `chars` characters of text, at about 4 characters per token.
+fn approx_tokens(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4)
 }
 
 /// One query through the pipeline; each stage is a child span of the query's span.
