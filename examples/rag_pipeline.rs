@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use spanbus::error::EmitError;
 use spanbus::events::{
-    EmbeddingEndEvent, EmbeddingStartEvent, LLMChatEndEvent, LLMChatInProgressEvent,
-    LLMChatStartEvent, QueryEndEvent, QueryStartEvent, ReRankEndEvent, ReRankStartEvent,
-    RetrievalEndEvent, RetrievalStartEvent,
+    ChatMessage, ChatResponse, Document, EmbeddingEndEvent, EmbeddingStartEvent, LLMChatEndEvent,
+    LLMChatInProgressEvent, LLMChatStartEvent, NodeWithScore, QueryEndEvent, QueryStartEvent,
+    ReRankEndEvent, ReRankStartEvent, RetrievalEndEvent, RetrievalStartEvent, TokenUsage,
 };
 use spanbus::handlers::{HtmlReport, JsonlHandler, SimpleSpanHandler, SpanOutcome};
 use spanbus::{Dispatcher, EventHandler, Record, SpanFutureExt, TraceId, current_span};
@@ -154,7 +154,7 @@ async fn retrieve(
     i: usize,
     query: &str,
     _vector: &[f64],
-) -> Result<Vec<Value>, RagError> {
+) -> Result<Vec<NodeWithScore>, RagError> {
     rag.retriever
         .event(RetrievalStartEvent {
             str_or_query_bundle: json!(query),
@@ -164,12 +164,10 @@ async fn retrieve(
     if fate(i) == Fate::VectorStoreDown {
         return Err(RagError::VectorStore("connection reset by peer"));
     }
-    let nodes: Vec<Value> = (0..8u64)
+    let nodes: Vec<NodeWithScore> = (0..8u64)
         .map(|k| {
-            json!({
-                "node": {"id_": format!("doc-{}", noise(i, 20 + k) % 500), "text": "…"},
-                "score": 0.9 - k as f64 * 0.05,
-            })
+            let doc = Document::new(format!("doc-{}", noise(i, 20 + k) % 500), "…");
+            NodeWithScore::new(doc, 0.9 - k as f64 * 0.05)
         })
         .collect();
     rag.retriever
@@ -186,8 +184,8 @@ async fn rerank(
     rag: &Rag,
     i: usize,
     query: &str,
-    nodes: Vec<Value>,
-) -> Result<Vec<Value>, RagError> {
+    nodes: Vec<NodeWithScore>,
+) -> Result<Vec<NodeWithScore>, RagError> {
     rag.reranker
         .event(ReRankStartEvent {
             query: Some(json!(query)),
@@ -200,7 +198,7 @@ async fn rerank(
     if fate(i) == Fate::RerankerError {
         return Err(RagError::Reranker(503));
     }
-    let top: Vec<Value> = nodes.into_iter().take(3).collect();
+    let top: Vec<NodeWithScore> = nodes.into_iter().take(3).collect();
     rag.reranker
         .event(ReRankEndEvent { nodes: top.clone() })
         .await?;
@@ -208,12 +206,17 @@ async fn rerank(
 }
 
 #[spanbus::span(dispatcher = "rag.llm", name = "llm.chat", skip(rag, i, context))]
-async fn chat(rag: &Rag, i: usize, query: &str, context: &[Value]) -> Result<String, RagError> {
+async fn chat(
+    rag: &Rag,
+    i: usize,
+    query: &str,
+    context: &[NodeWithScore],
+) -> Result<String, RagError> {
     // Waiting for a free slot at the provider is part of the call's latency.
     let _slot = rag.llm_slots.acquire().await.ok();
     let messages = vec![
-        json!({"role": "system", "content": format!("Answer from {} documents.", context.len())}),
-        json!({"role": "user", "content": query}),
+        ChatMessage::system(format!("Answer from {} documents.", context.len())),
+        ChatMessage::user(query),
     ];
     rag.llm
         .event(LLMChatStartEvent {
@@ -235,17 +238,40 @@ async fn chat(rag: &Rag, i: usize, query: &str, context: &[Value]) -> Result<Str
         rag.llm
             .event(LLMChatInProgressEvent {
                 messages: messages.clone(),
-                response: json!({"message": {"role": "assistant", "content": answer}, "delta": delta}),
+                response: ChatResponse::new(ChatMessage::assistant(answer.clone()))
+                    .with_delta(delta),
             })
             .await?;
     }
+    // What the provider would report with the answer. The simulated model has no tokenizer,
+    // so the counts are made up from the text: about 4 characters per token, the usual rule of
+    // thumb for English.
+    let prompt_chars: usize = messages
+        .iter()
+        .filter_map(|m| m.content.as_deref())
+        .map(|text| text.chars().count())
+        .sum();
+    let usage = TokenUsage::new(
+        approx_tokens(prompt_chars),
+        approx_tokens(answer.chars().count()),
+    );
     rag.llm
         .event(LLMChatEndEvent {
             messages,
-            response: Some(json!({"message": {"role": "assistant", "content": answer}})),
+            response: Some(
+                ChatResponse::new(ChatMessage::assistant(answer.clone()))
+                    .with_usage(usage)
+                    .with_model("gpt-4o-mini")
+                    .with_finish_reason("stop"),
+            ),
         })
         .await?;
     Ok(answer)
+}
+
+/// A token count for `chars` characters of text, at about 4 characters per token.
+fn approx_tokens(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4)
 }
 
 /// One query through the pipeline; each stage is a child span of the query's span.

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use crate::support::phoenix::{by_name, require_phoenix, unique_project, wait_for_spans};
 use serde_json::{Value, json};
-use spanbus::events::{LLMChatEndEvent, LLMChatStartEvent, RetrievalEndEvent, RetrievalStartEvent};
+use spanbus::events::{
+    ChatMessage, ChatResponse, Document, LLMChatEndEvent, LLMChatStartEvent, NodeWithScore,
+    RetrievalEndEvent, RetrievalStartEvent, TokenUsage,
+};
 use spanbus::integrations::otlp::OtlpExporter;
 use spanbus::{Dispatcher, SpanFutureExt, current_span};
 
@@ -40,8 +43,12 @@ async fn a_pipeline_trace_reads_back_from_phoenix() {
             app.event(RetrievalEndEvent {
                 str_or_query_bundle: json!({"query_str": "what is spanbus?"}),
                 nodes: vec![
-                    json!({"node": {"id_": "doc-1", "text": "spanbus ports llama-index", "metadata": {"file": "a.md"}}, "score": 0.91}),
-                    json!({"id": "doc-2", "content": "it exports to Phoenix", "score": 0.5}),
+                    NodeWithScore::new(
+                        Document::new("doc-1", "spanbus ports llama-index")
+                            .with_metadata("file", "a.md"),
+                        0.91,
+                    ),
+                    NodeWithScore::new(Document::new("doc-2", "it exports to Phoenix"), 0.5),
                 ],
             })
             .await
@@ -53,8 +60,8 @@ async fn a_pipeline_trace_reads_back_from_phoenix() {
         async {
             llm.event(LLMChatStartEvent {
                 messages: vec![
-                    json!({"role": "system", "blocks": [{"block_type": "text", "text": "Be brief."}]}),
-                    json!({"role": "user", "content": "what is spanbus?"}),
+                    ChatMessage::system("Be brief."),
+                    ChatMessage::user("what is spanbus?"),
                 ],
                 additional_kwargs: Default::default(),
                 model_dict: json!({"model": "gpt-4o-mini", "temperature": 0.1})
@@ -66,10 +73,10 @@ async fn a_pipeline_trace_reads_back_from_phoenix() {
             .unwrap();
             llm.event(LLMChatEndEvent {
                 messages: vec![],
-                response: Some(json!({
-                    "message": {"role": "assistant", "content": "An async instrumentation bus."},
-                    "raw": {"usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}},
-                })),
+                response: Some(
+                    ChatResponse::new(ChatMessage::assistant("An async instrumentation bus."))
+                        .with_usage(TokenUsage::new(12, 6)),
+                ),
             })
             .await
             .unwrap();

@@ -1,13 +1,17 @@
 //! The OpenInference mapping, without Phoenix: span kinds from catalog events, and the LLM,
 //! retrieval and I/O attributes from llama-index-shaped and simple-shaped values.
+//!
+//! The typed catalog writes one shape of each object; the shapes it does not write (newer
+//! llama-index's message blocks, simple `{id, content}` nodes, a response that is a bare
+//! message) reach the mapping as JSON, as a record from elsewhere would.
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use spanbus::Event;
 use spanbus::events::{
-    AgentToolCallEvent, EmbeddingEndEvent, EmbeddingStartEvent, LLMChatEndEvent, LLMChatStartEvent,
-    LLMCompletionEndEvent, LLMCompletionStartEvent, QueryEndEvent, QueryStartEvent, ReRankEndEvent,
-    ReRankStartEvent, RetrievalEndEvent,
+    AgentToolCallEvent, ChatMessage, ChatResponse, CompletionResponse, Document, EmbeddingEndEvent,
+    EmbeddingStartEvent, LLMChatEndEvent, LLMCompletionEndEvent, LLMCompletionStartEvent,
+    NodeWithScore, QueryEndEvent, QueryStartEvent, ReRankEndEvent, ReRankStartEvent, TokenUsage,
 };
 use spanbus::integrations::openinference::{OpenInference, kind_of_event};
 
@@ -20,6 +24,11 @@ fn fields<E: Event>(e: &E) -> Map<String, Value> {
 
 fn observe<E: Event + Serialize>(oi: &mut OpenInference, e: E) {
     oi.observe(E::NAME, &fields(&e));
+}
+
+/// An event given as the JSON of its fields, in a shape the typed catalog does not write.
+fn observe_json(oi: &mut OpenInference, class_name: &str, fields: Value) {
+    oi.observe(class_name, fields.as_object().unwrap());
 }
 
 fn attrs(oi: &OpenInference) -> Map<String, Value> {
@@ -62,25 +71,27 @@ fn span_kinds_follow_the_event_families() {
 #[test]
 fn a_llama_index_chat_fills_messages_model_tokens_and_io() {
     let mut oi = OpenInference::default();
-    observe(
+    observe_json(
         &mut oi,
-        LLMChatStartEvent {
-            messages: vec![
-                json!({"role": "system", "blocks": [{"block_type": "text", "text": "Be "}, {"block_type": "text", "text": "brief."}], "additional_kwargs": {}}),
-                json!({"role": "user", "content": "Hi?"}),
+        "LLMChatStartEvent",
+        json!({
+            "messages": [
+                {"role": "system", "blocks": [{"block_type": "text", "text": "Be "}, {"block_type": "text", "text": "brief."}], "additional_kwargs": {}},
+                {"role": "user", "content": "Hi?"},
             ],
-            additional_kwargs: json!({"temperature": 0.2}).as_object().unwrap().clone(),
-            model_dict: json!({"model_name": "llama3"}).as_object().unwrap().clone(),
-        },
+            "additional_kwargs": {"temperature": 0.2},
+            "model_dict": {"model_name": "llama3"},
+        }),
     );
     observe(
         &mut oi,
         LLMChatEndEvent {
             messages: vec![],
-            response: Some(json!({
-                "message": {"role": "assistant", "blocks": [{"block_type": "text", "text": "Hello."}]},
-                "raw": {"model": "ignored-when-known", "usage": {"input_tokens": 7, "output_tokens": 2}},
-            })),
+            response: Some(
+                ChatResponse::new(ChatMessage::assistant("Hello.")).with_raw(json!({
+                    "model": "ignored-when-known", "usage": {"input_tokens": 7, "output_tokens": 2},
+                })),
+            ),
         },
     );
     let a = attrs(&oi);
@@ -102,14 +113,13 @@ fn a_llama_index_chat_fills_messages_model_tokens_and_io() {
 #[test]
 fn a_simple_chat_response_and_a_completion_work_too() {
     let mut oi = OpenInference::default();
-    observe(
+    observe_json(
         &mut oi,
-        LLMChatEndEvent {
-            messages: vec![json!({"role": "user", "content": "2+2?"})],
-            response: Some(
-                json!({"role": "assistant", "content": "4", "prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}),
-            ),
-        },
+        "LLMChatEndEvent",
+        json!({
+            "messages": [ChatMessage::user("2+2?")],
+            "response": {"role": "assistant", "content": "4", "prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        }),
     );
     let a = attrs(&oi);
     assert_eq!(a["llm.input_messages.0.message.content"], "2+2?");
@@ -132,7 +142,7 @@ fn a_simple_chat_response_and_a_completion_work_too() {
         &mut oi,
         LLMCompletionEndEvent {
             prompt: "Once upon".into(),
-            response: json!({"text": " a time", "additional_kwargs": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}}),
+            response: CompletionResponse::new(" a time").with_usage(TokenUsage::new(2, 3)),
         },
     );
     let a = attrs(&oi);
@@ -146,17 +156,18 @@ fn a_simple_chat_response_and_a_completion_work_too() {
 #[test]
 fn retrieved_nodes_become_documents_in_either_shape_and_odd_ones_are_skipped() {
     let mut oi = OpenInference::default();
-    observe(
+    observe_json(
         &mut oi,
-        RetrievalEndEvent {
-            str_or_query_bundle: json!({"query_str": "q", "embedding": null}),
-            nodes: vec![
-                json!({"node": {"id_": "n1", "text": "alpha", "metadata": {"page": 3}}, "score": 0.9}),
-                json!(42),
-                json!({"id": "n2", "content": "beta"}),
-                json!({"unrelated": true}),
+        "RetrievalEndEvent",
+        json!({
+            "str_or_query_bundle": {"query_str": "q", "embedding": null},
+            "nodes": [
+                NodeWithScore::new(Document::new("n1", "alpha").with_metadata("page", 3), 0.9),
+                42,
+                {"id": "n2", "content": "beta"},
+                {"unrelated": true},
             ],
-        },
+        }),
     );
     let a = attrs(&oi);
     assert_eq!(oi.kind(), "RETRIEVER");
@@ -182,8 +193,8 @@ fn rerank_embedding_tool_and_query_spans() {
         ReRankStartEvent {
             query: Some(json!("q")),
             nodes: vec![
-                json!({"id": "a", "content": "A"}),
-                json!({"id": "b", "content": "B"}),
+                NodeWithScore::new(Document::new("a", "A"), None),
+                NodeWithScore::new(Document::new("b", "B"), None),
             ],
             top_n: 1,
             model_name: "bge-reranker".into(),
@@ -192,7 +203,7 @@ fn rerank_embedding_tool_and_query_spans() {
     observe(
         &mut oi,
         ReRankEndEvent {
-            nodes: vec![json!({"node": {"id_": "b", "text": "B"}, "score": 0.7})],
+            nodes: vec![NodeWithScore::new(Document::new("b", "B"), 0.7)],
         },
     );
     let a = attrs(&oi);

@@ -41,12 +41,12 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-fn chat_message(content: &str) -> Value {
-    json!({"role": "user", "additional_kwargs": {}, "blocks": [{"block_type": "text", "text": content}]})
+fn chat_message(content: &str) -> ChatMessage {
+    ChatMessage::user(content)
 }
 
-fn node_with_score(id: &str, score: f64) -> Value {
-    json!({"node": {"id_": id, "text": "some text"}, "score": score})
+fn node_with_score(id: &str, score: f64) -> NodeWithScore {
+    NodeWithScore::new(Document::new(id, "some text"), score)
 }
 
 // --- LLM ----------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ fn llm_completion_start_event() {
 fn llm_completion_in_progress_event() {
     let event = LLMCompletionInProgressEvent {
         prompt: "Once upon a time".into(),
-        response: json!({"text": "there", "delta": "there"}),
+        response: CompletionResponse::new("there").with_delta("there"),
     };
     assert_catalog_event(
         &event,
@@ -133,7 +133,7 @@ fn llm_completion_in_progress_event() {
 fn llm_completion_end_event() {
     let event = LLMCompletionEndEvent {
         prompt: "Once upon a time".into(),
-        response: json!({"text": "there was a span", "raw": {"id": "cmpl-1"}}),
+        response: CompletionResponse::new("there was a span").with_raw(json!({"id": "cmpl-1"})),
     };
     assert_catalog_event(&event, "LLMCompletionEndEvent", &["prompt", "response"]);
 }
@@ -155,7 +155,7 @@ fn llm_chat_start_event() {
 fn llm_chat_in_progress_event() {
     let event = LLMChatInProgressEvent {
         messages: vec![chat_message("hi")],
-        response: json!({"message": {"role": "assistant"}, "delta": "he"}),
+        response: ChatResponse::new(ChatMessage::new(MessageRole::Assistant)).with_delta("he"),
     };
     assert_catalog_event(&event, "LLMChatInProgressEvent", &["messages", "response"]);
 }
@@ -474,7 +474,10 @@ fn catalog_events_are_any_events() {
 fn llm_chat_end_event_round_trips_with_and_without_a_response() {
     assert_round_trip(&LLMChatEndEvent {
         messages: vec![chat_message("hi")],
-        response: Some(json!({"message": {"role": "assistant", "blocks": []}, "raw": {"id": "x"}})),
+        response: Some(
+            ChatResponse::new(ChatMessage::new(MessageRole::Assistant))
+                .with_raw(json!({"id": "x"})),
+        ),
     });
     assert_round_trip(&LLMChatEndEvent {
         messages: vec![],
@@ -530,7 +533,7 @@ fn a_whole_llama_index_dump_reads_back_ignoring_base_event_keys() {
         "span_id": "BaseRetriever.retrieve-1",
         "tags": {},
         "str_or_query_bundle": "what is a span?",
-        "nodes": [node_with_score("n1", 0.9)],
+        "nodes": [{"node": {"id_": "n1", "text": "some text"}, "score": 0.9}],
         "class_name": "RetrievalEndEvent",
     });
     let event: RetrievalEndEvent = serde_json::from_value(dump).unwrap();

@@ -1,7 +1,8 @@
 //! What handlers write and show: the JSON form of records and catalog events (llama-index's
-//! keys and class names), JSON Lines files written and read back (bad lines included), the HTML
-//! waterfall page (drawn in headless Chromium, and safe against hostile text), trace trees in
-//! the terminal, and the simple span handler's bounded store.
+//! keys and class names, and the typed objects the LLM events carry), JSON Lines files written
+//! and read back (bad lines included), the HTML waterfall page (drawn in headless Chromium, and
+//! safe against hostile text), trace trees in the terminal, and the simple span handler's
+//! bounded store.
 //!
 //! One module per behaviour, each a test binary of its own before the tests were grouped by
 //! area: `cargo test --test outputs <module>` runs one.
@@ -17,6 +18,7 @@ mod malformed_jsonl_lines_are_reported_by_number_without_losing_the_good_ones;
 mod orphans_appear_under_a_missing_parent_placeholder_without_changing_the_data;
 mod the_simple_span_handler_keeps_at_most_its_capacity_and_counts_evictions;
 mod the_simple_span_handler_lists_the_spans_still_running;
+mod the_typed_llm_events_serialize_to_llama_index_json;
 mod the_waterfall_page_draws_every_span;
 mod the_waterfall_page_shows_user_text_as_text_not_markup;
 mod the_waterfall_page_sorts_and_filters_ten_thousand_traces;

@@ -14,7 +14,9 @@ use std::time::Duration;
 use crate::support::chromium::{chromium_available, dump_dom};
 
 use serde_json::json;
-use spanbus::events::{EmbeddingEndEvent, EmbeddingStartEvent, LLMChatInProgressEvent};
+use spanbus::events::{
+    ChatMessage, ChatResponse, EmbeddingEndEvent, EmbeddingStartEvent, LLMChatInProgressEvent,
+};
 use spanbus::handlers::HtmlReport;
 use spanbus::{Dispatcher, Handler, Record, RecordKind, SpanContext, SpanFutureExt, SpanId};
 
@@ -76,7 +78,8 @@ async fn every_span_is_drawn_with_its_outcome() {
             for i in 0..3 {
                 d.event(LLMChatInProgressEvent {
                     messages: vec![],
-                    response: json!({"delta": format!("tok{i}")}),
+                    response: ChatResponse::new(ChatMessage::assistant(""))
+                        .with_delta(format!("tok{i}")),
                 })
                 .await
                 .unwrap();

@@ -22,13 +22,27 @@
 //! | `List[...]` | [`Vec`] |
 //! | `dict` | [`Map<String, Value>`](serde_json::Map) (a JSON object) |
 //! | `Optional[...]` | [`Option`], serialized as `null` and never left out, as pydantic does |
-//! | framework objects: `ChatMessage`, `ChatResponse`, `CompletionResponse`, `NodeWithScore`, `QueryType` (a `str` or a `QueryBundle`), `BasePromptTemplate`, `TaskStep`, `TaskStepOutput`, `ToolMetadata`, response objects, pydantic models and classes | [`Value`] |
+//! | `ChatMessage` (its `MessageRole`; tool calls) | [`ChatMessage`] ([`MessageRole`]; [`ToolCall`]) |
+//! | `ChatResponse` | [`ChatResponse`], with typed [`TokenUsage`], model and finish reason |
+//! | `CompletionResponse` | [`CompletionResponse`], the same typed values |
+//! | `NodeWithScore` (its `TextNode`) | [`NodeWithScore`] ([`Document`]) |
+//! | `QueryType` (a `str` or a `QueryBundle`), `BasePromptTemplate`, `TaskStep`, `TaskStepOutput`, `ToolMetadata`, query and agent response objects, pydantic models and classes | [`Value`] |
 //! | an exception object (`ExceptionEvent.exception`, `StreamChatErrorEvent.exception`) | [`String`], the error's message |
 //!
-//! A [`Value`] field holds whatever JSON the emitter gives it; the catalog does not model
-//! llama-index's framework types. llama-index's `model_dump()` overrides on the LLM
-//! in-progress and end events only turn `response.raw` into a plain dict, so they change the
-//! contents of a [`Value`], never the set of keys.
+//! The typed objects write llama-index's JSON (each type's docs show it) and read it in the
+//! shapes llama-index versions and providers produce: a [`ChatMessage`] with `content` or with
+//! newer llama-index's `blocks`, a response's token counts from `additional_kwargs` or from the
+//! provider's `raw` response. Each keeps a [`Value`] escape hatch for what it does not model:
+//! the `additional_kwargs`, `raw` and `metadata` maps as llama-index has them, and an `extra`
+//! map for the other keys of its JSON object, written back as they came. They are
+//! `#[non_exhaustive]`: build them with their constructors (`ChatMessage::user`,
+//! `ChatResponse::new(..).with_usage(..)`, ...) and set public fields after.
+//!
+//! A [`Value`] field holds whatever JSON the emitter gives it, for llama-index types that are
+//! open (a prompt template is any subclass) or rarely read. A query is a plain string or a
+//! `QueryBundle` object, so `"what is a span?".into()` builds the common case.
+//! llama-index's `model_dump()` overrides on the LLM in-progress and end events only turn
+//! `response.raw` into a plain dict, which the `raw` field already is.
 //!
 //! No field of these events is excluded from `model_dump()`, and every field is required (an
 //! `Optional` one must still be passed, possibly as `None`) except
@@ -41,20 +55,45 @@
 //!
 //! # Examples
 //!
+//! A retrieval and a chat call, as an instrumented pipeline emits them:
+//!
 //! ```
 //! use serde_json::json;
 //! use spanbus::Event;
-//! use spanbus::events::RetrievalEndEvent;
+//! use spanbus::events::{
+//!     ChatMessage, ChatResponse, Document, LLMChatEndEvent, NodeWithScore, RetrievalEndEvent,
+//!     TokenUsage,
+//! };
 //!
-//! let event = RetrievalEndEvent {
-//!     str_or_query_bundle: json!("what is a span?"),
-//!     nodes: vec![json!({"node": {"id_": "n1", "text": "A span is ..."}, "score": 0.87})],
+//! let retrieved = RetrievalEndEvent {
+//!     str_or_query_bundle: "what is a span?".into(),
+//!     nodes: vec![NodeWithScore::new(Document::new("n1", "A span is ..."), 0.87)],
 //! };
 //! assert_eq!(RetrievalEndEvent::NAME, "RetrievalEndEvent");
-//!
-//! let value = serde_json::to_value(&event)?;
+//! let value = serde_json::to_value(&retrieved)?;
 //! assert_eq!(value["str_or_query_bundle"], "what is a span?");
-//! assert_eq!(value["nodes"][0]["score"], 0.87);
+//! assert_eq!(value["nodes"][0], json!({"node": {"id_": "n1", "text": "A span is ...", "metadata": {}}, "score": 0.87}));
+//!
+//! let answered = LLMChatEndEvent {
+//!     messages: vec![
+//!         ChatMessage::system("Answer from the documents."),
+//!         ChatMessage::user("what is a span?"),
+//!     ],
+//!     response: Some(
+//!         ChatResponse::new(ChatMessage::assistant("A stretch of work."))
+//!             .with_usage(TokenUsage::new(312, 85))
+//!             .with_model("gpt-4o-mini")
+//!             .with_finish_reason("stop"),
+//!     ),
+//! };
+//! let value = serde_json::to_value(&answered)?;
+//! assert_eq!(value["messages"][1], json!({"role": "user", "content": "what is a span?", "additional_kwargs": {}}));
+//! assert_eq!(value["response"]["message"]["content"], "A stretch of work.");
+//! assert_eq!(value["response"]["additional_kwargs"]["total_tokens"], 397);
+//! assert_eq!(value["response"]["additional_kwargs"]["model"], "gpt-4o-mini");
+//!
+//! // And back: the JSON reads into the same event.
+//! assert_eq!(serde_json::from_value::<LLMChatEndEvent>(value)?, answered);
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
@@ -64,6 +103,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::Event;
+
+mod message;
+mod node;
+mod response;
+mod wire;
+
+pub use message::{ChatMessage, MessageRole, ToolCall};
+pub use node::{Document, NodeWithScore};
+pub use response::{ChatResponse, CompletionResponse, TokenUsage};
 
 // --- LLM: predict -------------------------------------------------------------------------
 
@@ -157,8 +205,8 @@ impl Event for LLMCompletionStartEvent {
 pub struct LLMCompletionInProgressEvent {
     /// The prompt being completed.
     pub prompt: String,
-    /// The `CompletionResponse` so far: the text accumulated up to this chunk and its delta.
-    pub response: Value,
+    /// The response so far: the text accumulated up to this chunk and its delta.
+    pub response: CompletionResponse,
 }
 
 impl Event for LLMCompletionInProgressEvent {
@@ -170,8 +218,8 @@ impl Event for LLMCompletionInProgressEvent {
 pub struct LLMCompletionEndEvent {
     /// The prompt that was completed.
     pub prompt: String,
-    /// The final `CompletionResponse`.
-    pub response: Value,
+    /// The final response.
+    pub response: CompletionResponse,
 }
 
 impl Event for LLMCompletionEndEvent {
@@ -183,8 +231,8 @@ impl Event for LLMCompletionEndEvent {
 /// Emitted when an LLM chat call (`chat`, `stream_chat` or their async variants) starts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LLMChatStartEvent {
-    /// The chat messages sent (`ChatMessage`s).
-    pub messages: Vec<Value>,
+    /// The chat messages sent.
+    pub messages: Vec<ChatMessage>,
     /// Extra keyword arguments passed to the call.
     pub additional_kwargs: Map<String, Value>,
     /// The LLM's own configuration, as a JSON object.
@@ -198,10 +246,10 @@ impl Event for LLMChatStartEvent {
 /// Emitted for each chunk of a streaming chat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LLMChatInProgressEvent {
-    /// The chat messages sent (`ChatMessage`s).
-    pub messages: Vec<Value>,
-    /// The `ChatResponse` so far: the message accumulated up to this chunk and its delta.
-    pub response: Value,
+    /// The chat messages sent.
+    pub messages: Vec<ChatMessage>,
+    /// The response so far: the message accumulated up to this chunk and its delta.
+    pub response: ChatResponse,
 }
 
 impl Event for LLMChatInProgressEvent {
@@ -211,10 +259,10 @@ impl Event for LLMChatInProgressEvent {
 /// Emitted when a chat call finishes; for a streaming one, after the last chunk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LLMChatEndEvent {
-    /// The chat messages sent (`ChatMessage`s).
-    pub messages: Vec<Value>,
-    /// The last `ChatResponse`, or `None` when a stream ended without yielding one.
-    pub response: Option<Value>,
+    /// The chat messages sent.
+    pub messages: Vec<ChatMessage>,
+    /// The last response, or `None` when a stream ended without yielding one.
+    pub response: Option<ChatResponse>,
 }
 
 impl Event for LLMChatEndEvent {
@@ -300,8 +348,8 @@ impl Event for RetrievalStartEvent {
 pub struct RetrievalEndEvent {
     /// The query: a string or a `QueryBundle`.
     pub str_or_query_bundle: Value,
-    /// The retrieved nodes with their scores (`NodeWithScore`s).
-    pub nodes: Vec<Value>,
+    /// The retrieved nodes with their scores.
+    pub nodes: Vec<NodeWithScore>,
 }
 
 impl Event for RetrievalEndEvent {
@@ -315,8 +363,8 @@ impl Event for RetrievalEndEvent {
 pub struct ReRankStartEvent {
     /// The query the nodes are ranked against: a string or a `QueryBundle`, if any.
     pub query: Option<Value>,
-    /// The nodes to rerank, with their scores (`NodeWithScore`s).
-    pub nodes: Vec<Value>,
+    /// The nodes to rerank, with their scores.
+    pub nodes: Vec<NodeWithScore>,
     /// How many nodes to keep after reranking.
     pub top_n: usize,
     /// The name of the reranking model.
@@ -330,8 +378,8 @@ impl Event for ReRankStartEvent {
 /// Emitted when reranking finishes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReRankEndEvent {
-    /// The nodes kept after reranking, best first (`NodeWithScore`s).
-    pub nodes: Vec<Value>,
+    /// The nodes kept after reranking, best first.
+    pub nodes: Vec<NodeWithScore>,
 }
 
 impl Event for ReRankEndEvent {
