@@ -31,7 +31,10 @@ use spanbus::events::{
     LLMChatInProgressEvent, LLMChatStartEvent, NodeWithScore, QueryEndEvent, QueryStartEvent,
     ReRankEndEvent, ReRankStartEvent, RetrievalEndEvent, RetrievalStartEvent, TokenUsage,
 };
-use spanbus::handlers::{HtmlReport, JsonlHandler, SimpleSpanHandler, SpanOutcome};
+use spanbus::handlers::{
+    ClosedSpan, HtmlReport, HtmlReportOptions, JsonlHandler, SimpleSpanHandler, SpanOutcome,
+};
+use spanbus::llm::{Prices, Rollups};
 use spanbus::{Dispatcher, EventHandler, Record, SpanFutureExt, TraceId, current_span};
 use tokio::sync::Semaphore;
 
@@ -42,6 +45,14 @@ const ARRIVAL_GAP: Duration = Duration::from_millis(8);
 const DEADLINE: Duration = Duration::from_millis(500);
 /// The LLM provider's concurrency limit.
 const LLM_SLOTS: usize = 16;
+
+/// Prices per million input and output tokens, for the costs in the trees, the summary and
+/// the page. They are this example's, not spanbus's (which ships none): put your contract's.
+fn prices() -> Prices {
+    Prices::new()
+        .model("gpt-4o-mini", 0.15, 0.60)
+        .model("text-embedding-3-small", 0.02, 0.0)
+}
 
 const QUESTIONS: [&str; 8] = [
     "What is a span?",
@@ -400,6 +411,87 @@ fn attach_otlp_exporter(_rag: &Dispatcher) -> Option<ExportStats> {
     None
 }
 
+/// The part of the summary an LLM engineer reads: tokens and cost per model, latency per
+/// stage, and the slowest and most expensive queries (by trace, as the trees show them).
+fn print_llm_summary(closed: &[ClosedSpan], traces: &[Option<TraceId>]) {
+    let prices = prices();
+    let rollups = Rollups::of(closed, &prices);
+    let query_of = |trace: TraceId| traces.iter().position(|t| *t == Some(trace));
+    println!(
+        "  llm        {} calls, {}→{} tokens, ${:.4}",
+        rollups.total.calls,
+        rollups.total.input_tokens,
+        rollups.total.output_tokens,
+        rollups.total.cost
+    );
+    for (model, t) in &rollups.by_model {
+        println!(
+            "    {model:<24} {:>4} calls  {:>7}→{:<6} tok  ${:.4}{}",
+            t.calls,
+            t.input_tokens,
+            t.output_tokens,
+            t.cost,
+            if t.unpriced > 0 {
+                format!("  ({} unpriced)", t.unpriced)
+            } else {
+                String::new()
+            }
+        );
+    }
+    let sessions: Vec<String> = rollups
+        .by_session
+        .iter()
+        .map(|(s, t)| format!("{s} ${:.4}", t.cost))
+        .collect();
+    println!("    by session: {}", sessions.join(", "));
+
+    // Latency per stage, over the spans that exited (a failure's time says little).
+    let mut stages: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for span in closed.iter().filter(|s| s.outcome.is_ok()) {
+        let ms = span.duration().num_microseconds().unwrap_or(0) as f64 / 1e3;
+        stages.entry(&span.name).or_default().push(ms);
+    }
+    println!("  latency    per stage, ms (spans that exited): p50 / p95 / max");
+    for (stage, mut ms) in stages {
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "    {stage:<24} {:>4} spans  {:>7.1} / {:>7.1} / {:>7.1}",
+            ms.len(),
+            at(0.5),
+            at(0.95),
+            at(1.0)
+        );
+    }
+
+    let mut queries: Vec<&ClosedSpan> = closed.iter().filter(|s| s.name == "query").collect();
+    queries.sort_by_key(|s| std::cmp::Reverse(s.duration()));
+    let slowest: Vec<String> = queries
+        .iter()
+        .take(3)
+        .filter_map(|s| {
+            let i = query_of(s.trace_id?)?;
+            Some(format!(
+                "#{i} {:.1} ms",
+                s.duration().num_microseconds()? as f64 / 1e3
+            ))
+        })
+        .collect();
+    println!("  slowest    {}", slowest.join(", "));
+    let mut costly: Vec<(TraceId, f64)> = rollups
+        .by_trace
+        .iter()
+        .map(|(trace, t)| (*trace, t.cost))
+        .collect();
+    costly.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let costly: Vec<String> = costly
+        .iter()
+        .take(3)
+        .filter_map(|(trace, cost)| Some(format!("#{} ${cost:.6}", query_of(*trace)?)))
+        .collect();
+    println!("  costliest  {}", costly.join(", "));
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
@@ -427,7 +519,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let jsonl = JsonlHandler::create(&jsonl_path)?;
     let jsonl_status = jsonl.status();
     app.add_handler(jsonl)?;
-    let html = HtmlReport::create(&html_path)?;
+    let html = HtmlReport::with_options(&html_path, HtmlReportOptions::new().prices(prices()))?;
     let html_status = html.status();
     app.add_handler(html)?;
     let otlp = attach_otlp_exporter(&app);
@@ -453,7 +545,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 rag.app
                     .span("query")
                     .args(json!({"query": text}))
-                    .tag("query_id", i),
+                    .tag("query_id", i)
+                    .tag("session.id", format!("session-{}", i % 4)),
             );
             let outcome = match tokio::time::timeout(DEADLINE, traced).await {
                 Ok(Ok(_)) => Outcome::Ok,
@@ -513,7 +606,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Three queries as trace trees: the first ok, the first failed, the first timed out.
-    let trees = spans.trace_trees();
+    let trees = spans.trace_trees().with_prices(prices());
     let traces = traces.lock().map(|t| t.clone()).unwrap_or_default();
     for (wanted, label) in [
         (Outcome::Ok, "ok"),
@@ -575,6 +668,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stats: Vec<_> = app.all_handler_stats();
     let lost: u64 = stats.iter().map(|(_, s)| s.dropped).sum();
     let panics: u64 = stats.iter().map(|(_, s)| s.panicked).sum();
+    print_llm_summary(&closed, &traces);
     println!(
         "  handlers   {}: {} records lost, {} panics",
         stats.len(),

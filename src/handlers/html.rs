@@ -558,7 +558,7 @@ aside h2 { font-size: 14px; margin: 0 0 6px; word-break: break-word; }
 section.trace { background: #fff; border: 1px solid #e5e7eb; border-radius: 6px; margin-bottom: 14px; }
 section.trace > h2 { font-size: 13px; margin: 0; padding: 6px 10px; border-bottom: 1px solid #e5e7eb; font-weight: 600; }
 section.trace > h2 .meta { color: #6b7280; font-weight: 400; margin-left: 8px; }
-.row { display: grid; grid-template-columns: 280px minmax(0, 1fr); align-items: center; min-height: 22px; border-bottom: 1px solid #f3f4f6; }
+.row { display: grid; grid-template-columns: 360px minmax(0, 1fr); align-items: center; min-height: 22px; border-bottom: 1px solid #f3f4f6; }
 .row:hover { background: #f8fafc; }
 .label { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; padding: 0 6px; }
 .label .mark { font-weight: 700; margin-right: 4px; }
@@ -631,7 +631,7 @@ const PAGE_SCRIPT: &str = r##""use strict";
     item.appendChild(sw); item.appendChild(document.createTextNode(k)); legend.appendChild(item);
   });
   main.appendChild(legend);
-  function usd(c) { return c === null || c === undefined ? "" : "$" + (c === 0 || c >= 1e-4 ? c.toFixed(4) : c.toFixed(6)); }
+  function usd(c) { return c === null || c === undefined ? "" : c > 0 && c < 1e-6 ? "<$0.000001" : "$" + (c === 0 || c >= 1e-4 ? c.toFixed(4) : c.toFixed(6)); }
   function traceMeta(t) {
     var parts = [t.span_count + " spans", fmt(t.duration_us)];
     if (t.llm_calls) parts.push(t.input_tokens + "\u2192" + t.output_tokens + " tok");

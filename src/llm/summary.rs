@@ -196,7 +196,8 @@ impl LlmSummary {
 
     /// The summary as one line's worth of text, as the trace trees print it after a span's
     /// duration: `gpt-4o-mini  312→85 tok  ttft 9.1 ms  $0.000098`. Parts not known are left
-    /// out (an unknown count of a known pair shows as `?`); the cost only with a price.
+    /// out (an unknown count of a known pair shows as `?`); the cost only with a price; a
+    /// stream without an output count shows its chunks (`ttft 3.5 ms  12 chunks`).
     ///
     /// # Examples
     ///
@@ -229,6 +230,11 @@ impl LlmSummary {
         if let Some(t) = self.ttft {
             let us = t.num_microseconds().unwrap_or(i64::MAX);
             parts.push(format!("ttft {:.1} ms", us as f64 / 1e3));
+        }
+        // A stream that never reported its output count (cut short, say) shows what it sent.
+        if self.output_tokens.is_none() && self.chunks > 0 {
+            let s = if self.chunks == 1 { "" } else { "s" };
+            parts.push(format!("{} chunk{s}", self.chunks));
         }
         if let Some(c) = self.cost(prices) {
             parts.push(format_cost(c));
@@ -315,12 +321,14 @@ fn count(v: &Value, keys: &[&str]) -> Option<u64> {
     })
 }
 
-/// `$0.0004`; below a hundredth of a cent, six decimals (`$0.000035`), so a cheap call does
-/// not read as free.
+/// `$0.0004`; below a hundredth of a cent, six decimals (`$0.000035`); below a millionth of a
+/// dollar, `<$0.000001`: a cheap call does not read as free.
 pub(crate) fn format_cost(cost: f64) -> String {
     if cost == 0.0 || cost >= 0.0001 {
         format!("${cost:.4}")
-    } else {
+    } else if cost >= 0.000_001 {
         format!("${cost:.6}")
+    } else {
+        "<$0.000001".to_owned()
     }
 }
