@@ -634,7 +634,7 @@ const PAGE_SCRIPT: &str = r##""use strict";
   function usd(c) { return c === null || c === undefined ? "" : c > 0 && c < 1e-6 ? "<$0.000001" : "$" + (c === 0 || c >= 1e-4 ? c.toFixed(4) : c.toFixed(6)); }
   function traceMeta(t) {
     var parts = [t.span_count + " spans", fmt(t.duration_us)];
-    if (t.llm_calls) parts.push(t.input_tokens + "\u2192" + t.output_tokens + " tok");
+    if (t.input_tokens + t.output_tokens > 0) parts.push(t.input_tokens + "\u2192" + t.output_tokens + " tok");
     if (t.cost !== null && t.cost !== undefined) parts.push(usd(t.cost));
     if (t.errors) parts.push(t.errors + (t.errors === 1 ? " error" : " errors"));
     if (t.cancelled) parts.push(t.cancelled + " cancelled");

@@ -405,7 +405,9 @@ impl fmt::Display for TraceTree<'_> {
             format_duration(self.duration())
         )?;
         if let Some(t) = self.llm_totals() {
-            write!(f, "  {}→{} tok", t.input_tokens, t.output_tokens)?;
+            if t.input_tokens + t.output_tokens > 0 {
+                write!(f, "  {}→{} tok", t.input_tokens, t.output_tokens)?;
+            }
             if t.unpriced < t.calls {
                 write!(f, "  {}", crate::llm::format_cost(t.cost))?;
             }

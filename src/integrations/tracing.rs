@@ -105,6 +105,34 @@
 //! `SpanbusLayer::new(d).with_filter(LevelFilter::INFO)`: chatty crates emit many `TRACE`
 //! events, and each one that reaches the layer becomes a record when the dispatcher has handlers.
 //!
+//! # LLM clients that speak the GenAI conventions
+//!
+//! Rust LLM clients (genai with its `otel` feature, rig) describe each model call with a
+//! `tracing` span in the OpenTelemetry GenAI conventions: `gen_ai.operation.name`,
+//! `gen_ai.request.model`, `gen_ai.usage.input_tokens`, …, most recorded while the call runs.
+//! For such a span the layer keeps every field, opens the spanbus span when the `tracing` span
+//! is created (clients may record into a call's span without entering it), names it by its
+//! `otel.name` (`chat gpt-4o-mini`), and emits the matching catalog events in it — a start event when it
+//! opens, an end event when it closes — so the call counts as an LLM call in every output
+//! ([`LlmSummary`](crate::llm::LlmSummary), the trees, the page, the OpenInference
+//! attributes). A span the client marks failed (`otel.status_code = "error"`) is dropped with
+//! its `error.type`.
+//!
+//! | `gen_ai.operation.name` | events |
+//! |---|---|
+//! | `chat` | `LLMChatStartEvent`, `LLMChatEndEvent` |
+//! | `text_completion`, `generate_content` | `LLMCompletionStartEvent`, `LLMCompletionEndEvent` |
+//! | `embeddings` | `EmbeddingStartEvent`, `EmbeddingEndEvent` |
+//! | `execute_tool` | `AgentToolCallEvent` |
+//! | anything else | none (the span is bridged as any other) |
+//!
+//! The request's model and provider go in the start event's `model_dict` (`model`,
+//! `provider`); the response's model, token counts (input, output, cache-read, reasoning),
+//! first finish reason and time to first chunk (`gen_ai.response.time_to_first_chunk`,
+//! seconds, as `additional_kwargs.time_to_first_chunk`) in the end event's response. Message
+//! content is there only when the client recorded it (`gen_ai.input.messages`,
+//! `gen_ai.output.messages`, which clients capture only on opt-in).
+//!
 //! # How spanbus maps onto `tracing` ([`TracingHandler`])
 //!
 //! Every record becomes one `tracing` event with target [`TRACING_TARGET`], at the handler's
@@ -154,6 +182,10 @@ use crate::event::Event;
 use crate::handler::Handler;
 use crate::record::{Record, RecordKind};
 use crate::span::OpenSpan;
+
+mod genai;
+
+use genai::GenAiCall;
 
 /// The `tracing` target of everything [`TracingHandler`] emits; [`SpanbusLayer`] ignores it.
 pub const TRACING_TARGET: &str = "spanbus";
@@ -304,6 +336,9 @@ impl SpanbusLayer {
             pending = pending.args(Value::Object(std::mem::take(&mut bridged.fields)));
         }
         let open = bridged.captured.in_scope(|| pending.enter());
+        if let Some(call) = &bridged.genai {
+            call.start(&self.dispatcher, open.context());
+        }
         let ctx = bridged.captured.clone().with_span(Some(open.context()));
         bridged.open = Some((open, ctx.clone()));
         Some(ctx)
@@ -338,6 +373,8 @@ struct Bridged {
     parent: ParentKind,
     /// Once opened: the spanbus span and its context.
     open: Option<(OpenSpan, Context)>,
+    /// A GenAI-convention span: its fields, for the catalog events (see `genai`).
+    genai: Option<GenAiCall>,
 }
 
 impl<S> Layer<S> for SpanbusLayer
@@ -352,7 +389,10 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut fields = JsonFields::default();
         attrs.record(&mut fields);
-        let name = if self.qualified_names {
+        let genai = GenAiCall::of(&fields.map);
+        let name = if let Some(name) = GenAiCall::name(&fields.map) {
+            Cow::Owned(name)
+        } else if self.qualified_names {
             Cow::Owned(format!("{}::{}", meta.target(), meta.name()))
         } else {
             Cow::Borrowed(meta.name())
@@ -370,14 +410,26 @@ where
             captured: Context::current(),
             parent,
             open: None,
+            genai,
         };
+        let opens_now = bridged.genai.is_some();
         // `replace`, not `insert`: a second bridge layer on the same subscriber must not panic.
         span.extensions_mut().replace(bridged);
+        if opens_now {
+            // A client may never enter its call's span (genai records into it while the call
+            // runs): the call starts now, so its spanbus span does too.
+            self.ensure_open(&span);
+        }
     }
 
     fn on_record(&self, id: &Id, values: &SpanRecord<'_>, ctx: LayerContext<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
+        if let Some(call) = ext.get_mut::<Bridged>().and_then(|b| b.genai.as_mut()) {
+            let mut fields = JsonFields::default();
+            values.record(&mut fields);
+            call.record(fields.map);
+        }
         if let Some(bridged) = ext.get_mut::<Bridged>()
             && bridged.open.is_none()
         {
@@ -430,13 +482,20 @@ where
 
     fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
-        let open = span
-            .extensions_mut()
-            .get_mut::<Bridged>()
-            .and_then(|b| b.open.take());
+        let (open, genai) = match span.extensions_mut().get_mut::<Bridged>() {
+            Some(b) => (b.open.take(), b.genai.take()),
+            None => return,
+        };
         if let Some((open, _)) = open {
             let _bridging = Bridging::start();
-            open.exit();
+            let failed = genai.as_ref().and_then(|call| {
+                call.end(&self.dispatcher, open.context());
+                call.error()
+            });
+            match failed {
+                Some(error) => open.fail(error),
+                None => open.exit(),
+            }
         }
     }
 

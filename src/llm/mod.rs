@@ -14,7 +14,7 @@
 //! | provider | the start event's `model_dict` (`provider`, else `class_name`) |
 //! | input / output tokens | the response's `additional_kwargs`, `raw.usage`, `usage` or itself: `prompt_tokens`/`input_tokens`, `completion_tokens`/`output_tokens`; an embedding's `token_count` |
 //! | cache-read / reasoning tokens | the same places: `cached_tokens`, `cache_read_input_tokens`, `prompt_tokens_details.cached_tokens`; `reasoning_tokens`, `completion_tokens_details.reasoning_tokens` |
-//! | time to first token | the first start event to the first in-progress event (`LLMChatInProgressEvent`, `LLMCompletionInProgressEvent`, `StreamChatDeltaReceivedEvent`) |
+//! | time to first token | the first start event to the first in-progress event (`LLMChatInProgressEvent`, `LLMCompletionInProgressEvent`, `StreamChatDeltaReceivedEvent`); else the response's `additional_kwargs.time_to_first_chunk` (seconds, as the tracing bridge writes it) |
 //! | chunks | in-progress events |
 //! | finish reason | the response's `additional_kwargs.finish_reason`, `raw.choices[0].finish_reason`, `raw.stop_reason` or `finish_reason` |
 //!

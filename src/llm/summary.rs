@@ -290,6 +290,15 @@ impl LlmSummary {
         if let Some(m) = model.into_iter().flatten().find_map(Value::as_str) {
             self.model = Some(m.to_owned());
         }
+        if self.ttft.is_none()
+            && let Some(secs) = response
+                .pointer("/additional_kwargs/time_to_first_chunk")
+                .and_then(Value::as_f64)
+                .filter(|s| s.is_finite() && *s >= 0.0)
+        {
+            // A client that measured it itself (the tracing bridge's GenAI spans).
+            self.ttft = Some(TimeDelta::microseconds((secs.min(1e9) * 1e6) as i64));
+        }
         let finish = [
             response.pointer("/additional_kwargs/finish_reason"),
             response.pointer("/raw/choices/0/finish_reason"),

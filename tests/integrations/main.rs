@@ -11,6 +11,8 @@ mod support;
 
 #[cfg(feature = "otlp")]
 mod a_batch_the_endpoint_rejects_for_good_is_dropped_counted_by_reason_and_every_other_span_is_exported;
+#[cfg(feature = "tracing")]
+mod a_genai_call_is_seen_as_an_llm_call_with_its_model_tokens_and_parent;
 #[cfg(feature = "otlp")]
 mod a_pipeline_trace_reads_back_from_phoenix_with_parents_statuses_attributes_and_kinds;
 #[cfg(feature = "otlp")]
