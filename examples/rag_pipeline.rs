@@ -9,7 +9,7 @@
 //
 // It prints a progress line while running, the trace trees of three queries (one ok, one
 // failed, one timed out) and a summary; it writes target/spanbus/trace.jsonl (every record,
-// one JSON object per line) and target/spanbus/trace.html (a waterfall of every trace, open it
+// one JSON object per line, and a summary line per trace) and target/spanbus/trace.html (a waterfall of every trace, open it
 // in a browser); and it ends with `spanbus::shutdown(..).await`.
 //
 // With `--features otlp` and OTEL_EXPORTER_OTLP_ENDPOINT set, it also exports every span to
@@ -516,7 +516,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     app.add_span_handler(spans.clone())?;
     let census = EventCensus::default();
     app.add_event_handler(census.clone())?;
-    let jsonl = JsonlHandler::create(&jsonl_path)?;
+    let jsonl = JsonlHandler::create(&jsonl_path)?.with_trace_summaries(prices());
     let jsonl_status = jsonl.status();
     app.add_handler(jsonl)?;
     let html = HtmlReport::with_options(&html_path, HtmlReportOptions::new().prices(prices()))?;

@@ -7,7 +7,9 @@ use serde_json::{Map, Value};
 use crate::error::OutputError;
 use crate::handler::Handler;
 use crate::handlers::output::OutputStatus;
+use crate::handlers::trace_summary::TraceSummaries;
 use crate::jsonl::UNSERIALIZABLE_CLASS_NAME;
+use crate::llm::Prices;
 use crate::record::Record;
 
 /// Writes every record it receives — events and span enter, exit and drop — as one JSON
@@ -61,6 +63,7 @@ pub struct JsonlHandler {
     path: Option<PathBuf>,
     line: Vec<u8>,
     status: OutputStatus,
+    summaries: Option<TraceSummaries>,
 }
 
 impl std::fmt::Debug for JsonlHandler {
@@ -100,6 +103,55 @@ impl JsonlHandler {
             path: None,
             line: Vec::with_capacity(512),
             status: OutputStatus::default(),
+            summaries: None,
+        }
+    }
+
+    /// Also writes one summary line per trace, right after the end of its last open span:
+    /// `class_name` [`TRACE_SUMMARY_CLASS_NAME`](super::TRACE_SUMMARY_CLASS_NAME), the trace's first span as `span_id` and
+    /// `name`, and `duration_ms`, `spans`, `errors`, `cancelled` and `llm` (`calls`,
+    /// `input_tokens`, `output_tokens`, `cost` priced with `prices` or `null`, `models`). A span
+    /// of the trace entered after that starts a new summary. The record lines are unchanged;
+    /// [`jsonl::read`](crate::jsonl::read) reads a summary line as an event record.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use spanbus::handlers::{JsonlHandler, TRACE_SUMMARY_CLASS_NAME};
+    /// use spanbus::llm::Prices;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join(format!("spanbus-sum-{}.jsonl", std::process::id()));
+    /// let d = spanbus::Dispatcher::new("app")?;
+    /// d.add_handler(JsonlHandler::create(&path)?.with_trace_summaries(Prices::new()))?;
+    /// d.span("query").in_scope(|| d.span("step").in_scope(|| ()));
+    /// d.flush().await;
+    ///
+    /// let read = spanbus::jsonl::read(&path)?;
+    /// let summary = read.records.last().unwrap();
+    /// assert_eq!(summary.class_name, TRACE_SUMMARY_CLASS_NAME);
+    /// assert_eq!(summary.fields["name"], "query");
+    /// assert_eq!(summary.fields["spans"], 2);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_trace_summaries(mut self, prices: Prices) -> JsonlHandler {
+        self.summaries = Some(TraceSummaries::new(prices));
+        self
+    }
+
+    fn write_line(&mut self, map: &Map<String, Value>) {
+        self.line.clear();
+        // Serializing a map of JSON values into a Vec cannot fail.
+        if serde_json::to_writer(&mut self.line, map).is_err() {
+            return;
+        }
+        self.line.push(b'\n');
+        match self.out.write_all(&self.line) {
+            Ok(()) => self.status.add_written(1),
+            Err(e) => self.fail("could not write to", e),
         }
     }
 
@@ -175,15 +227,13 @@ impl Handler for JsonlHandler {
                 unserializable_line(record, &e)
             }
         };
-        self.line.clear();
-        // Serializing a map of JSON values into a Vec cannot fail.
-        if serde_json::to_writer(&mut self.line, &map).is_err() {
-            return;
-        }
-        self.line.push(b'\n');
-        match self.out.write_all(&self.line) {
-            Ok(()) => self.status.add_written(1),
-            Err(e) => self.fail("could not write to", e),
+        self.write_line(&map);
+        if let Some(summary) = self
+            .summaries
+            .as_mut()
+            .and_then(|s| s.observe(record, &map))
+        {
+            self.write_line(&summary);
         }
     }
 

@@ -12,6 +12,7 @@ mod support;
 
 mod a_jsonl_file_reads_back_as_the_records_that_were_written;
 mod a_records_json_has_llama_index_keys;
+mod a_summary_line_follows_each_trace_in_json_lines;
 mod catalog_events_serialize_with_llama_index_names;
 mod llm_calls_show_model_tokens_time_to_first_token_and_cost;
 mod malformed_jsonl_lines_are_reported_by_number_without_losing_the_good_ones;
