@@ -9,8 +9,9 @@
 //
 // It prints a progress line while running, the trace trees of three queries (one ok, one
 // failed, one timed out) and a summary; it writes target/spanbus/trace.jsonl (every record,
-// one JSON object per line, and a summary line per trace) and target/spanbus/trace.html (a waterfall of every trace, open it
-// in a browser); and it ends with `spanbus::shutdown(..).await`.
+// one JSON object per line, and a summary line per trace) and target/spanbus/trace.html (a
+// waterfall of every trace, open it in a browser); and it ends with
+// `spanbus::shutdown(..).await`.
 //
 // With `--features otlp` and OTEL_EXPORTER_OTLP_ENDPOINT set, it also exports every span to
 // that OTLP endpoint (see the README's "See your traces in Phoenix"):
