@@ -120,8 +120,10 @@ struct Rag {
     llm_slots: Semaphore,
 }
 
-fn model(name: &str) -> Map<String, Value> {
-    json!({"model_name": name, "temperature": 0.1})
+/// A model's `model_dict`, as llama-index's `to_dict()` gives it (`class_name` names the
+/// provider's integration).
+fn model(class_name: &str, name: &str) -> Map<String, Value> {
+    json!({"class_name": class_name, "model_name": name, "temperature": 0.1})
         .as_object()
         .cloned()
         .unwrap_or_default()
@@ -131,7 +133,7 @@ fn model(name: &str) -> Map<String, Value> {
 async fn embed(rag: &Rag, i: usize, query: &str) -> Result<Vec<f64>, RagError> {
     rag.embedding
         .event(EmbeddingStartEvent {
-            model_dict: model("text-embedding-3-small"),
+            model_dict: model("OpenAIEmbedding", "text-embedding-3-small"),
         })
         .await?;
     tokio::time::sleep(ms(i, 1, 2, 4)).await;
@@ -219,7 +221,7 @@ async fn chat(rag: &Rag, i: usize, query: &str, context: &[Value]) -> Result<Str
         .event(LLMChatStartEvent {
             messages: messages.clone(),
             additional_kwargs: Map::new(),
-            model_dict: model("gpt-4o-mini"),
+            model_dict: model("openai_llm", "gpt-4o-mini"),
         })
         .await?;
     let chunks = 6 + (noise(i, 4) % 7) as usize;
@@ -242,7 +244,20 @@ async fn chat(rag: &Rag, i: usize, query: &str, context: &[Value]) -> Result<Str
     rag.llm
         .event(LLMChatEndEvent {
             messages,
-            response: Some(json!({"message": {"role": "assistant", "content": answer}})),
+            response: Some(json!({
+                "message": {"role": "assistant", "content": answer},
+                // What the provider's answer says of the call: the model that answered, the
+                // token usage and why it stopped.
+                "raw": {
+                    "model": "gpt-4o-mini-2024-07-18",
+                    "usage": {
+                        "prompt_tokens": 120 + noise(i, 5) % 80,
+                        "completion_tokens": chunks,
+                        "prompt_tokens_details": {"cached_tokens": if i % 4 == 0 { 64 } else { 0 }},
+                    },
+                    "choices": [{"finish_reason": "stop"}],
+                },
+            })),
         })
         .await?;
     Ok(answer)
@@ -329,6 +344,9 @@ fn attach_otlp_exporter(rag: &Dispatcher) -> Option<ExportStats> {
         .endpoint(&endpoint)
         .project_name(&project)
         .service_name("rag_pipeline")
+        // Prompts, responses, queries and retrieved text leave the process only on opt-in:
+        // this demo's are made up, so it opts in and Phoenix and MLflow show them.
+        .capture_content(true)
         // Flush and close (shutdown runs both) within the 5 s shutdown deadline below, even
         // when the endpoint is down.
         .flush_timeout(Duration::from_secs(1))
