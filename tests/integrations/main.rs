@@ -17,7 +17,13 @@ mod a_pipeline_trace_reads_back_from_phoenix_with_parents_statuses_attributes_an
 mod a_return_value_recorded_by_ret_is_the_exported_spans_output;
 #[cfg(feature = "otlp")]
 mod building_the_otlp_exporter_on_a_runtime_without_a_time_driver_is_a_typed_error;
+#[cfg(feature = "otlp")]
+mod every_llm_embedding_retrieval_rerank_tool_and_agent_span_carries_the_genai_attributes;
+#[cfg(feature = "otlp")]
+mod message_content_leaves_the_process_only_on_opt_in_through_the_redaction_hook_and_size_limit;
 mod openinference_attributes_come_from_the_llm_event_catalog_in_either_shape;
+#[cfg(feature = "otlp")]
+mod otel_semconv_stability_opt_in_selects_the_genai_names;
 #[cfg(feature = "otlp")]
 mod retry_after_on_a_429_holds_the_next_attempt_back;
 #[cfg(feature = "otlp")]
