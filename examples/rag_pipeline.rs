@@ -13,8 +13,11 @@
 // in a browser); and it ends with `spanbus::shutdown(..).await`.
 //
 // With `--features otlp` and OTEL_EXPORTER_OTLP_ENDPOINT set, it also exports every span to
-// that OTLP endpoint (see the README's "See your traces in Phoenix"):
+// that OTLP endpoint, prompts and responses included (it opts in to content capture; see the
+// README's "See your traces in Phoenix, MLflow, Langfuse or any OTLP backend"):
 //   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:6006 cargo run --release --example rag_pipeline --features otlp
+// For MLflow, also name the experiment the traces go to:
+//   MLFLOW_EXPERIMENT_ID=1 OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:5000 cargo run --release --example rag_pipeline --features otlp
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -253,7 +256,7 @@ async fn chat(rag: &Rag, i: usize, query: &str, context: &[Value]) -> Result<Str
                     "usage": {
                         "prompt_tokens": 120 + noise(i, 5) % 80,
                         "completion_tokens": chunks,
-                        "prompt_tokens_details": {"cached_tokens": if i % 4 == 0 { 64 } else { 0 }},
+                        "prompt_tokens_details": {"cached_tokens": if i.is_multiple_of(4) { 64 } else { 0 }},
                     },
                     "choices": [{"finish_reason": "stop"}],
                 },
@@ -331,7 +334,8 @@ impl Progress {
 // When OTEL_EXPORTER_OTLP_ENDPOINT (a base URL such as http://127.0.0.1:6006, the Phoenix
 // default) or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (a full URL) is set and the example is built
 // with `--features otlp`, the OTLP exporter is attached to the `rag` dispatcher HERE, next to the
-// other handlers; the Phoenix project is $PHOENIX_PROJECT_NAME or `spanbus-rag`. Returns a
+// other handlers; the Phoenix project is $PHOENIX_PROJECT_NAME or `spanbus-rag`, the MLflow
+// experiment $MLFLOW_EXPERIMENT_ID (sent as the header `x-mlflow-experiment-id`). Returns a
 // function that describes the exporter's counters, for the summary.
 type ExportStats = Box<dyn Fn() -> String>;
 
@@ -340,7 +344,12 @@ fn attach_otlp_exporter(rag: &Dispatcher) -> Option<ExportStats> {
     use spanbus::integrations::otlp::{OtlpExporter, endpoint_from_env};
     let endpoint = endpoint_from_env()?;
     let project = std::env::var("PHOENIX_PROJECT_NAME").unwrap_or_else(|_| "spanbus-rag".into());
-    let exporter = OtlpExporter::builder()
+    let mut builder = OtlpExporter::builder();
+    // MLflow files the traces it receives under the experiment this header names.
+    if let Ok(experiment) = std::env::var("MLFLOW_EXPERIMENT_ID") {
+        builder = builder.header("x-mlflow-experiment-id", experiment);
+    }
+    let exporter = builder
         .endpoint(&endpoint)
         .project_name(&project)
         .service_name("rag_pipeline")

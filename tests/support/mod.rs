@@ -7,10 +7,12 @@
 //! - [`otlp_endpoint`]: a loopback OTLP/HTTP endpoint that decodes what it receives and
 //!   answers what a test tells it (a status, `Retry-After`, or nothing);
 //! - [`phoenix`]: a real Arize Phoenix: whether it is up, and its spans read back;
+//! - [`mlflow`]: a real MLflow tracking server: whether it is up, experiments, traces read back;
 //! - [`process_wide`]: the lock held by the tests that use the process-wide registry.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod chromium;
+pub mod mlflow;
 pub mod otlp_endpoint;
 pub mod phoenix;
 pub mod recorder;
