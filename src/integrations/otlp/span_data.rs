@@ -174,7 +174,8 @@ pub(super) fn to_span_data(
     match open.args.as_ref().filter(|a| !a.is_null()) {
         None => {}
         Some(args) if !events_gave_input => {
-            if attrs.put("input.value", args.to_string().into()) {
+            let kept = attrs.put("input.value", args.to_string().into());
+            if kept {
                 attrs.put("input.mime_type", "application/json".into());
             }
         }
