@@ -379,3 +379,34 @@ async fn an_argument_is_exported_once() {
     );
     assert_eq!(n, 2, "once for each of the two spans that take it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redaction_hook_that_panics_removes_the_value_and_the_span_is_still_exported() {
+    let endpoint = run(OtlpExporter::builder()
+        .capture_content(true)
+        .redact(|key, value| {
+            if key.contains("input_messages") {
+                panic!("the hook failed on {key}");
+            }
+            Some(value)
+        }))
+    .await;
+    let spans = endpoint.spans();
+    let chat = spans
+        .iter()
+        .map(attributes)
+        .find(|a| a.get("spanbus.span.name") == Some(&json!("Llm.chat")))
+        .unwrap();
+    let removed = !chat.keys().any(|k| k.starts_with("llm.input_messages."));
+    println!(
+        "a panicking hook: {} spans exported; the chat span's input messages removed: {removed}; its output kept: {}",
+        spans.len(),
+        chat["llm.output_messages.0.message.content"]
+    );
+    assert_eq!(spans.len(), 8);
+    assert!(removed, "{chat:?}");
+    assert_eq!(
+        chat["llm.output_messages.0.message.content"],
+        "MODEL-ANSWER-q7"
+    );
+}

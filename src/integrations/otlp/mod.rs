@@ -374,8 +374,8 @@ impl OtlpExporterBuilder {
     /// (text as a string, numbers and booleans as themselves); what it returns is exported
     /// instead (a non-string JSON-encoded), `None` removes the attribute. It runs on the
     /// exporter's handler task, before the [size limit](Self::max_attribute_bytes), and only
-    /// when content is captured. A panic in it is the handler's panic (isolated and counted by
-    /// the dispatcher; the span is lost).
+    /// when content is captured. A hook that panics removes that value (the span is exported
+    /// without it).
     ///
     /// # Examples
     ///

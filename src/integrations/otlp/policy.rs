@@ -1,6 +1,7 @@
 //! What an exported span says and what of it leaves the process: the conventions, and the
 //! content policy (capture, redaction, size limit).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use opentelemetry::{KeyValue, Value as OtelValue};
@@ -138,7 +139,11 @@ impl Policy {
             return None;
         }
         match &self.redact {
-            Some(hook) => (hook.0)(key, value),
+            // A hook that panics removes the value: content never goes out unredacted, and
+            // the span is still exported.
+            Some(hook) => {
+                std::panic::catch_unwind(AssertUnwindSafe(|| (hook.0)(key, value))).unwrap_or(None)
+            }
             None => Some(value),
         }
     }
