@@ -14,8 +14,11 @@
 // `spanbus::shutdown(..).await`.
 //
 // With `--features otlp` and OTEL_EXPORTER_OTLP_ENDPOINT set, it also exports every span to
-// that OTLP endpoint (see the README's "See your traces in Phoenix"):
+// that OTLP endpoint, prompts and responses included (it opts in to content capture; see the
+// README's "See your traces in Phoenix, MLflow, Langfuse or any OTLP backend"):
 //   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:6006 cargo run --release --example rag_pipeline --features otlp
+// For MLflow, also name the experiment the traces go to:
+//   MLFLOW_EXPERIMENT_ID=1 OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:5000 cargo run --release --example rag_pipeline --features otlp
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -132,8 +135,10 @@ struct Rag {
     llm_slots: Semaphore,
 }
 
-fn model(name: &str) -> Map<String, Value> {
-    json!({"model_name": name, "temperature": 0.1})
+/// A model's `model_dict`, as llama-index's `to_dict()` gives it (`class_name` names the
+/// provider's integration).
+fn model(class_name: &str, name: &str) -> Map<String, Value> {
+    json!({"class_name": class_name, "model_name": name, "temperature": 0.1})
         .as_object()
         .cloned()
         .unwrap_or_default()
@@ -143,7 +148,7 @@ fn model(name: &str) -> Map<String, Value> {
 async fn embed(rag: &Rag, i: usize, query: &str) -> Result<Vec<f64>, RagError> {
     rag.embedding
         .event(EmbeddingStartEvent {
-            model_dict: model("text-embedding-3-small"),
+            model_dict: model("OpenAIEmbedding", "text-embedding-3-small"),
         })
         .await?;
     tokio::time::sleep(ms(i, 1, 2, 4)).await;
@@ -234,7 +239,7 @@ async fn chat(
         .event(LLMChatStartEvent {
             messages: messages.clone(),
             additional_kwargs: Map::new(),
-            model_dict: model("gpt-4o-mini"),
+            model_dict: model("openai_llm", "gpt-4o-mini"),
         })
         .await?;
     let chunks = 6 + (noise(i, 4) % 7) as usize;
@@ -272,7 +277,12 @@ async fn chat(
             messages,
             response: Some(
                 ChatResponse::new(ChatMessage::assistant(answer.clone()))
-                    .with_usage(usage)
+                    // Every fourth prompt is partly served from the provider's cache.
+                    .with_usage(if i.is_multiple_of(4) {
+                        usage.with_cache_read(64.min(usage.input))
+                    } else {
+                        usage
+                    })
                     .with_model("gpt-4o-mini")
                     .with_finish_reason("stop"),
             ),
@@ -354,7 +364,8 @@ impl Progress {
 // When OTEL_EXPORTER_OTLP_ENDPOINT (a base URL such as http://127.0.0.1:6006, the Phoenix
 // default) or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (a full URL) is set and the example is built
 // with `--features otlp`, the OTLP exporter is attached to the `rag` dispatcher HERE, next to the
-// other handlers; the Phoenix project is $PHOENIX_PROJECT_NAME or `spanbus-rag`. Returns a
+// other handlers; the Phoenix project is $PHOENIX_PROJECT_NAME or `spanbus-rag`, the MLflow
+// experiment $MLFLOW_EXPERIMENT_ID (sent as the header `x-mlflow-experiment-id`). Returns a
 // function that describes the exporter's counters, for the summary.
 type ExportStats = Box<dyn Fn() -> String>;
 
@@ -363,10 +374,18 @@ fn attach_otlp_exporter(rag: &Dispatcher) -> Option<ExportStats> {
     use spanbus::integrations::otlp::{OtlpExporter, endpoint_from_env};
     let endpoint = endpoint_from_env()?;
     let project = std::env::var("PHOENIX_PROJECT_NAME").unwrap_or_else(|_| "spanbus-rag".into());
-    let exporter = OtlpExporter::builder()
+    let mut builder = OtlpExporter::builder();
+    // MLflow files the traces it receives under the experiment this header names.
+    if let Ok(experiment) = std::env::var("MLFLOW_EXPERIMENT_ID") {
+        builder = builder.header("x-mlflow-experiment-id", experiment);
+    }
+    let exporter = builder
         .endpoint(&endpoint)
         .project_name(&project)
         .service_name("rag_pipeline")
+        // Prompts, responses, queries and retrieved text leave the process only on opt-in:
+        // this demo's are made up, so it opts in and Phoenix and MLflow show them.
+        .capture_content(true)
         // Flush and close (shutdown runs both) within the 5 s shutdown deadline below, even
         // when the endpoint is down.
         .flush_timeout(Duration::from_secs(1))

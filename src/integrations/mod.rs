@@ -3,9 +3,11 @@
 //! | feature | module | what it does |
 //! |---|---|---|
 //! | `tracing` | `tracing` | `tracing` spans and events into spanbus, and spanbus records into `tracing` |
-//! | `otlp` | `otlp` | spans exported over OTLP/HTTP with OpenInference attributes (Arize Phoenix) |
+//! | `otlp` | `otlp` | spans exported over OTLP/HTTP with GenAI and OpenInference attributes (Phoenix, MLflow, Langfuse, …) |
 //! | — | [`openinference`] | the OpenInference attributes of a span, from the LLM event catalog |
+//! | — | [`genai`] | the OpenTelemetry GenAI attributes (`gen_ai.*`) of a span, and the table of their names |
 
+pub mod genai;
 pub mod openinference;
 #[cfg(feature = "otlp")]
 pub mod otlp;

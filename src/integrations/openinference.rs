@@ -308,6 +308,50 @@ impl OpenInference {
         self.input_value.is_some()
     }
 
+    /// The span's input as text (a prompt's last message, a query, tool arguments, ...).
+    pub(crate) fn input_value(&self) -> Option<&str> {
+        self.input_value.as_deref()
+    }
+
+    /// The span's output as text (a response, ...).
+    pub(crate) fn output_value(&self) -> Option<&str> {
+        self.output_value.as_deref()
+    }
+
+    /// The prompt's messages as `(role, content)`.
+    pub(crate) fn input_messages(&self) -> Option<&[(String, String)]> {
+        self.input_messages.as_deref()
+    }
+
+    /// The response's messages as `(role, content)`.
+    pub(crate) fn output_messages(&self) -> Option<&[(String, String)]> {
+        self.output_messages.as_deref()
+    }
+
+    /// The called tool's name and description.
+    pub(crate) fn tool(&self) -> (Option<&str>, Option<&str>) {
+        (self.tool_name.as_deref(), self.tool_description.as_deref())
+    }
+
+    /// The reranking model.
+    pub(crate) fn reranker_model(&self) -> Option<&str> {
+        self.reranker_model.as_deref()
+    }
+
+    /// The retrieved (or reranked) documents' ids and scores, in order.
+    pub(crate) fn document_ids_and_scores(&self) -> Vec<(Option<&str>, Option<f64>)> {
+        self.documents
+            .iter()
+            .flatten()
+            .map(|d| (d.id.as_deref(), d.score))
+            .collect()
+    }
+
+    /// Whether [`output.value`](Self::attributes) was found in the events.
+    pub fn has_output(&self) -> bool {
+        self.output_value.is_some()
+    }
+
     /// The OpenInference attributes, flat dotted keys as Phoenix expects (the kind is not
     /// included: see [`kind`](Self::kind)). Numbers are JSON numbers, text is JSON strings.
     pub fn attributes(&self) -> Vec<(String, Value)> {

@@ -54,6 +54,11 @@ pub struct LlmSummary {
     /// The model that answered (the response's), else the one asked for (the request's
     /// `model_dict`).
     pub model: Option<String>,
+    /// The model asked for: the request's `model_dict` (`model`, `model_name`).
+    pub request_model: Option<String>,
+    /// The model that answered, as the response names it (`additional_kwargs.model`,
+    /// `raw.model`, `model`).
+    pub response_model: Option<String>,
     /// The provider, from the request's `model_dict` (`provider`, else `class_name`).
     pub provider: Option<String>,
     /// Prompt tokens (for embeddings, the tokens embedded).
@@ -123,8 +128,11 @@ impl LlmSummary {
                 self.operation.get_or_insert_with(|| operation.to_owned());
                 self.started.get_or_insert(at);
                 if let Some(dict) = field("model_dict") {
+                    if self.request_model.is_none() {
+                        self.request_model = text(dict, &["model", "model_name"]);
+                    }
                     if self.model.is_none() {
-                        self.model = text(dict, &["model", "model_name"]);
+                        self.model = self.request_model.clone();
                     }
                     if self.provider.is_none() {
                         self.provider = text(dict, &["provider", "class_name"]);
@@ -150,10 +158,16 @@ impl LlmSummary {
             Class::EmbeddingStart => {
                 self.operation
                     .get_or_insert_with(|| "embeddings".to_owned());
-                if let Some(dict) = field("model_dict")
-                    && self.model.is_none()
-                {
-                    self.model = text(dict, &["model", "model_name"]);
+                if let Some(dict) = field("model_dict") {
+                    if self.request_model.is_none() {
+                        self.request_model = text(dict, &["model", "model_name"]);
+                    }
+                    if self.model.is_none() {
+                        self.model = self.request_model.clone();
+                    }
+                    if self.provider.is_none() {
+                        self.provider = text(dict, &["provider", "class_name"]);
+                    }
                 }
             }
             Class::EmbeddingEnd => {
@@ -289,6 +303,7 @@ impl LlmSummary {
         ];
         if let Some(m) = model.into_iter().flatten().find_map(Value::as_str) {
             self.model = Some(m.to_owned());
+            self.response_model = Some(m.to_owned());
         }
         if self.ttft.is_none()
             && let Some(secs) = response

@@ -28,6 +28,9 @@ fn exporter(endpoint: &Endpoint) -> (OtlpExporter, OtlpHandle) {
         .initial_backoff(Duration::from_millis(20))
         .max_backoff(Duration::from_millis(100))
         .flush_timeout(Duration::from_secs(20))
+        // The poison span's 2 MB argument goes out whole.
+        .capture_content(true)
+        .max_attribute_bytes(usize::MAX)
         .build()
         .unwrap();
     let handle = exporter.handle();

@@ -24,6 +24,8 @@ async fn a_pipeline_trace_reads_back_from_phoenix() {
         .endpoint(format!("{base}/v1/traces"))
         .project_name(&project)
         .service_name("spanbus-tests")
+        // Phoenix shows prompts, responses and retrieved text only when they are captured.
+        .capture_content(true)
         .build()
         .unwrap();
     let stats = exporter.handle();
@@ -129,10 +131,12 @@ async fn a_pipeline_trace_reads_back_from_phoenix() {
     assert_eq!(query["span_kind"], "CHAIN");
     assert_eq!(query["status_code"], "OK");
     assert_eq!(query["attributes"]["session.id"], "sess-42");
+    // The query's arguments are its input (no event gave one), exported once.
     assert_eq!(
-        query["attributes"]["spanbus.args.question"],
-        "what is spanbus?"
+        query["attributes"]["input.value"],
+        r#"{"question":"what is spanbus?"}"#
     );
+    assert_eq!(query["attributes"]["spanbus.args.question"], Value::Null);
     let root_id = root.span_id().to_string();
     for name in [
         "Retriever.retrieve",
@@ -162,6 +166,7 @@ async fn a_pipeline_trace_reads_back_from_phoenix() {
     assert_eq!(a["retrieval.documents.1.document.score"], 0.5);
 
     let chat = by_name(&spans, "OpenAI.chat");
+    assert_eq!(chat["name"], "chat gpt-4o-mini");
     assert_eq!(chat["span_kind"], "LLM");
     assert_eq!(chat["status_code"], "OK");
     let a = &chat["attributes"];
@@ -182,7 +187,12 @@ async fn a_pipeline_trace_reads_back_from_phoenix() {
     assert_eq!(a["llm.token_count.completion"], 6);
     assert_eq!(a["llm.token_count.total"], 18);
     assert_eq!(a["output.value"], "An async instrumentation bus.");
+    // The events gave the input (the messages): the argument goes beside it, once.
     assert_eq!(a["spanbus.args.temperature"], 0.1);
+    assert_eq!(a["gen_ai.operation.name"], "chat");
+    assert_eq!(a["gen_ai.request.model"], "gpt-4o-mini");
+    assert_eq!(a["gen_ai.usage.input_tokens"], 12);
+    assert_eq!(a["gen_ai.usage.output_tokens"], 6);
     assert_eq!(a["spanbus.dispatcher"], "rag.llm");
     let events: Vec<&str> = chat["events"]
         .as_array()

@@ -1,6 +1,7 @@
 //! `#[span(ret)]` records the return value on the exit record; the OTLP exporter sends it as
 //! the span's OpenInference `output.value` (a string as text, anything else as JSON with its
-//! mime type), so Phoenix shows what the call returned. A span without `ret` has no output.
+//! mime type), so Phoenix shows what the call returned, when content is captured. A span
+//! without `ret` has no output.
 
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ async fn the_return_value_is_exported_as_output_value() {
     let exporter = OtlpExporter::builder()
         .endpoint(endpoint.url())
         .scheduled_delay(Duration::from_millis(5))
+        .capture_content(true)
         .build()
         .unwrap();
     let d = Dispatcher::new("ret.otlp").unwrap();

@@ -1,7 +1,8 @@
 //! The bridges to other tools: `tracing` both ways (feature `tracing`), the OTLP exporter when
-//! its endpoint is down and back, rejects batches, throttles or hangs (feature `otlp`), the OpenInference attributes, and the Phoenix
-//! tests, which export to a real Arize Phoenix and read the spans back: ignored here, run by
-//! `.ci/phoenix-tests.sh`.
+//! its endpoint is down and back, rejects batches, throttles or hangs (feature `otlp`), the GenAI
+//! and OpenInference attributes, the content policy, and the Phoenix and MLflow tests, which
+//! export to a real Arize Phoenix or MLflow and read the spans back: ignored here, run by
+//! `.ci/phoenix-tests.sh` and `.ci/mlflow-tests.sh`.
 //!
 //! One module per behaviour, each a test binary of its own before the tests were grouped by
 //! area: `cargo test --all-features --test integrations <module>` runs one.
@@ -19,13 +20,21 @@ mod a_pipeline_trace_reads_back_from_phoenix_with_parents_statuses_attributes_an
 mod a_return_value_recorded_by_ret_is_the_exported_spans_output;
 #[cfg(feature = "otlp")]
 mod building_the_otlp_exporter_on_a_runtime_without_a_time_driver_is_a_typed_error;
+#[cfg(feature = "otlp")]
+mod every_llm_embedding_retrieval_rerank_tool_and_agent_span_carries_the_genai_attributes;
+#[cfg(feature = "otlp")]
+mod message_content_leaves_the_process_only_on_opt_in_through_the_redaction_hook_and_size_limit;
 mod openinference_attributes_come_from_the_llm_event_catalog_in_either_shape;
+#[cfg(feature = "otlp")]
+mod otel_semconv_stability_opt_in_selects_the_genai_names;
 #[cfg(feature = "otlp")]
 mod retry_after_on_a_429_holds_the_next_attempt_back;
 #[cfg(feature = "otlp")]
 mod shutdown_with_the_otlp_endpoint_hanging_ends_export_by_its_deadline_and_no_request_follows;
 #[cfg(feature = "tracing")]
 mod spanbus_records_appear_in_tracing;
+#[cfg(feature = "otlp")]
+mod the_main_examples_traces_read_back_from_mlflow_with_models_and_token_usage;
 #[cfg(feature = "otlp")]
 mod the_otlp_exporter_never_blocks_counts_overflow_exactly_and_resumes_when_the_endpoint_returns;
 #[cfg(feature = "tracing")]

@@ -39,6 +39,8 @@ fn exporter(project: &str, service: &str) -> OtlpExporter {
         .endpoint(format!("{}/v1/traces", phoenix_url()))
         .project_name(project)
         .service_name(service)
+        // B.lookup's return value is read back as its output.
+        .capture_content(true)
         .build()
         .unwrap()
 }

@@ -7,14 +7,22 @@
 //! - [`otlp_endpoint`]: a loopback OTLP/HTTP endpoint that decodes what it receives and
 //!   answers what a test tells it (a status, `Retry-After`, or nothing);
 //! - [`phoenix`]: a real Arize Phoenix: whether it is up, and its spans read back;
+//! - [`mlflow`]: a real MLflow tracking server: whether it is up, experiments, traces read back;
 //! - [`process_wide`]: the lock held by the tests that use the process-wide registry.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod chromium;
+pub mod mlflow;
 pub mod otlp_endpoint;
 pub mod phoenix;
 pub mod recorder;
 pub mod spans;
+
+/// A catalog object (a `ChatMessage`, `ChatResponse`, `NodeWithScore`, …) from its llama-index
+/// JSON, for tests that write the events' contents as JSON.
+pub fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).expect("the JSON of a catalog object")
+}
 
 /// Held by each test that flushes the process-wide registry or attaches handlers to it
 /// (`spanbus::flush`, handlers on `spanbus::get_dispatcher`'s dispatchers), in binaries that

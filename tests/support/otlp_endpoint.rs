@@ -43,6 +43,8 @@ pub struct Received {
     pub at: Instant,
     /// The body's length in bytes.
     pub len: usize,
+    /// The body as received (protobuf), for tests that search every exported byte.
+    pub body: Vec<u8>,
     /// The names of the spans in it.
     pub names: Vec<String>,
     /// The spans in it, decoded.
@@ -146,6 +148,23 @@ impl Endpoint {
             .collect()
     }
 
+    /// Every accepted span, decoded.
+    pub fn spans(&self) -> Vec<Span> {
+        self.requests()
+            .iter()
+            .filter(|r| r.accepted())
+            .flat_map(|r| r.spans.clone())
+            .collect()
+    }
+
+    /// Every request body received so far, concatenated: every byte the exporter sent.
+    pub fn all_bytes(&self) -> Vec<u8> {
+        self.requests()
+            .iter()
+            .flat_map(|r| r.body.clone())
+            .collect()
+    }
+
     /// Waits until `done` holds (checked whenever a request arrives or a connection opens or
     /// closes), at most `limit`; returns whether it held.
     pub async fn wait_for(&self, limit: Duration, done: impl Fn(&Endpoint) -> bool) -> bool {
@@ -218,6 +237,7 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, decide: Arc<Decide
         let mut received = Received {
             at: Instant::now(),
             len,
+            body: body.to_vec(),
             names: spans.iter().map(|s| s.name.clone()).collect(),
             spans,
             status: None,
@@ -256,6 +276,28 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, decide: Arc<Decide
         }
     }
     finish(&state);
+}
+
+/// A decoded attribute value as JSON: strings, numbers and booleans as themselves, a string
+/// array as an array.
+pub fn json_value(v: &opentelemetry_proto::tonic::common::v1::AnyValue) -> serde_json::Value {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match &v.value {
+        Some(Value::StringValue(s)) => s.clone().into(),
+        Some(Value::IntValue(i)) => (*i).into(),
+        Some(Value::DoubleValue(f)) => (*f).into(),
+        Some(Value::BoolValue(b)) => (*b).into(),
+        Some(Value::ArrayValue(a)) => a.values.iter().map(json_value).collect(),
+        other => format!("{other:?}").into(),
+    }
+}
+
+/// A span's attributes as a JSON object (key → value).
+pub fn attributes(span: &Span) -> serde_json::Map<String, serde_json::Value> {
+    span.attributes
+        .iter()
+        .filter_map(|kv| Some((kv.key.clone(), json_value(kv.value.as_ref()?))))
+        .collect()
 }
 
 fn finish(state: &State) {

@@ -145,10 +145,11 @@ pub async fn wait_for_spans(
     }
 }
 
-/// The span named `name` among `spans`.
+/// The span named `name` among `spans`: by its exported name, or by the spanbus name a span
+/// renamed by the GenAI conventions keeps in `spanbus.span.name`.
 pub fn by_name<'a>(spans: &'a [Value], name: &str) -> &'a Value {
     spans
         .iter()
-        .find(|s| s["name"] == name)
+        .find(|s| s["name"] == name || s["attributes"]["spanbus.span.name"] == name)
         .unwrap_or_else(|| panic!("no span named {name:?} in {spans:#?}"))
 }

@@ -16,10 +16,12 @@ use tokio::time::Instant;
 
 use super::OtlpExporterBuilder;
 use super::export_task::{Control, Shared};
-use super::span_data::{OpenSpan, attribute, to_span_data};
+use super::policy::Policy;
+use super::span_data::{OpenSpan, to_span_data};
 use crate::handler::{Handler, close_deadline};
 use crate::id::SpanId;
 use crate::integrations::openinference::OpenInference;
+use crate::llm::LlmSummary;
 use crate::record::{DropReason, Record, RecordKind};
 
 /// Counters of an [`OtlpExporter`], read through an [`OtlpHandle`].
@@ -134,6 +136,8 @@ pub struct OtlpExporter {
     pub(super) endpoint: String,
     pub(super) scope: InstrumentationScope,
     pub(super) config: OtlpExporterBuilder,
+    /// The conventions and content policy, resolved at build.
+    pub(super) policy: Policy,
     /// The export task, until the exporter is closed or dropped.
     pub(super) task: Option<JoinHandle<()>>,
     /// The deadlines of the final flush and the close, fixed by whichever comes first.
@@ -226,7 +230,14 @@ impl OtlpExporter {
         let Some(open) = self.open.remove(&id) else {
             return;
         };
-        let span = to_span_data(open, end.timestamp().into(), outcome, result, &self.scope);
+        let span = to_span_data(
+            open,
+            end.timestamp().into(),
+            outcome,
+            result,
+            &self.scope,
+            &self.policy,
+        );
         self.enqueue(span);
     }
 
@@ -260,6 +271,7 @@ impl Handler for OtlpExporter {
                     dropped_events: 0,
                     max_events: self.config.max_events_per_span,
                     semantics: OpenInference::default(),
+                    llm: LlmSummary::default(),
                 });
             }
             RecordKind::SpanExit(exit) => {
@@ -269,6 +281,7 @@ impl Handler for OtlpExporter {
                 self.finish(drop.id, record, Err((drop.reason, &drop.message)), None)
             }
             RecordKind::Event(event) => {
+                let policy = &self.policy;
                 let Some(open) = record.span_id().and_then(|id| self.open.get_mut(&id)) else {
                     return;
                 };
@@ -278,8 +291,10 @@ impl Handler for OtlpExporter {
                     Ok(other) => Map::from_iter([("value".to_owned(), other)]),
                 };
                 open.semantics.observe(record.class_name(), &fields);
+                open.llm
+                    .observe(record.class_name(), record.timestamp(), &fields);
                 if open.events.len() < open.max_events {
-                    let attributes = fields.iter().map(|(k, v)| attribute(k, v)).collect();
+                    let attributes = policy.event_attributes(record.class_name(), &fields);
                     open.events.push(OtelEvent::new(
                         record.class_name(),
                         record.timestamp().into(),
@@ -324,6 +339,7 @@ impl Handler for OtlpExporter {
                 Err((DropReason::Shutdown, "")),
                 None,
                 &self.scope,
+                &self.policy,
             );
             self.enqueue(span);
         }

@@ -1,5 +1,6 @@
-//! OTLP export: spanbus spans into any OpenTelemetry backend, with OpenInference attributes so
-//! LLM spans render properly in Arize Phoenix (cargo feature `otlp`).
+//! OTLP export: spanbus spans into any OpenTelemetry backend, with the OpenTelemetry GenAI
+//! attributes (`gen_ai.*`: Langfuse, MLflow, Datadog, Grafana, …) and the OpenInference ones (so
+//! LLM spans render properly in Arize Phoenix) (cargo feature `otlp`).
 //!
 //! # Exporting spans
 //!
@@ -10,18 +11,57 @@
 //! - ids: the spanbus trace and span ids are the OTel ids (a root spanbus span starts a
 //!   trace; a span started under a context [extracted](crate::propagation::extract) from a
 //!   `traceparent` keeps the remote caller as its parent);
-//! - name, start and end: the span's name and the timestamps of its enter and exit records;
+//! - name, start and end: the span's name (or the GenAI conventions' name, below) and the
+//!   timestamps of its enter and exit records;
 //! - status: `Ok` for an exit; `Error` for a drop, with the drop message (or the reason when
 //!   the message is empty) and the attribute `spanbus.drop_reason` (`error`, `panic`,
 //!   `cancelled`, `shutdown`), plus an `exception` event;
-//! - attributes: captured arguments as `spanbus.args.<name>`, the span's tags under their own
-//!   keys (so a tag `session.id` or `user.id` is the OpenInference attribute), the dispatcher as
-//!   `spanbus.dispatcher`, and the OpenInference attributes of
-//!   [`openinference`](super::openinference) (a tag `openinference.span.kind` overrides the
-//!   kind). Non-scalar values are JSON-encoded;
+//! - attributes: the conventions' (below); the captured arguments, **once**: as `input.value`
+//!   (their JSON object, `input.mime_type` `application/json`) when the span's events give no
+//!   input of their own, else as `spanbus.args.<name>` beside the events' input; the value
+//!   `#[span(ret)]` recorded as `output.value` unless the events give an output; the span's
+//!   tags under their own keys (so a tag `session.id` or `user.id` is the OpenInference
+//!   attribute); the dispatcher as `spanbus.dispatcher`. Non-scalar values are JSON-encoded;
 //! - events: every event emitted in the span, named by its class name, with its fields as
 //!   attributes (at most [`max_events_per_span`](OtlpExporterBuilder::max_events_per_span);
 //!   more are counted as dropped events).
+//!
+//! # Conventions
+//!
+//! [`conventions`](OtlpExporterBuilder::conventions) chooses what the spans say; the default,
+//! [`Conventions::Both`], writes both:
+//!
+//! - **GenAI** ([`genai`](crate::integrations::genai)): an LLM, embedding, retrieval, rerank,
+//!   tool or agent span gets `gen_ai.operation.name`, `gen_ai.provider.name`, request and
+//!   response model, token counts (cache-read and reasoning ones when the provider gives
+//!   them), finish reasons, tool name and call id, …; it is named `{operation} {model}`
+//!   (`chat gpt-4o-mini`, `execute_tool search`) with its spanbus name kept in
+//!   [`spanbus.span.name`](SPAN_NAME), and its span kind is CLIENT for calls out of the
+//!   process (model calls, embeddings, retrievals, rerankings), INTERNAL otherwise. The names
+//!   follow `OTEL_SEMCONV_STABILITY_OPT_IN` (the pinned v1.41.1, or the latest experimental
+//!   names with `gen_ai_latest_experimental`), or
+//!   [`semconv_version`](OtlpExporterBuilder::semconv_version);
+//! - **OpenInference** ([`openinference`](crate::integrations::openinference)):
+//!   `openinference.span.kind` (a tag `openinference.span.kind` overrides the kind, for both
+//!   conventions), `llm.*`, `retrieval.documents.*`, `input.value`, ….
+//!
+//! # Content
+//!
+//! Message content leaves the process **only when it is captured**:
+//! [`capture_content(true)`](OtlpExporterBuilder::capture_content), or
+//! `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` ([`CAPTURE_CONTENT_ENV`]) when the
+//! builder does not say. Content is every attribute [`is_content`](crate::integrations::genai::is_content)
+//! names — prompts and responses (`llm.input_messages.*`, `gen_ai.input.messages`,
+//! `input.value`, `output.value`, …), tool arguments and results, retrieved, reranked and
+//! embedded text and document metadata, the retrieval query, the captured arguments
+//! (`spanbus.args.*`) and return value — and every field of a span event that is not a number
+//! or a boolean. Counts, models, timings, names, ids, scores, tags, statuses and error
+//! messages are always exported.
+//!
+//! Captured content passes the [redaction hook](OtlpExporterBuilder::redact) when there is
+//! one (it rewrites a value or removes it). Then every attribute value, content or not, is held
+//! to [`max_attribute_bytes`](OtlpExporterBuilder::max_attribute_bytes) (64 KiB by default):
+//! a longer one is cut and marked `…[truncated N bytes]`.
 //!
 //! # Never blocking the application
 //!
@@ -82,6 +122,7 @@
 //! let exporter = OtlpExporter::builder()
 //!     .endpoint("http://127.0.0.1:6006/v1/traces") // default: $OTEL_EXPORTER_OTLP_ENDPOINT
 //!     .project_name("my-rag-app")                  // Phoenix project
+//!     .capture_content(true)                        // prompts and responses too
 //!     .build()?;
 //! let stats = exporter.handle();
 //! spanbus::get_dispatcher("rag")?.add_handler(exporter)?;
@@ -112,13 +153,18 @@ use crate::error::OtlpError;
 mod client;
 mod export_task;
 mod exporter;
+mod policy;
 mod span_data;
 
 use client::RecordingClient;
 use export_task::Shared;
 use export_task::export_task;
 pub use exporter::{OtlpExporter, OtlpHandle, OtlpRejections, OtlpStats};
-pub use span_data::attribute_value;
+pub use policy::{
+    CAPTURE_CONTENT_ENV, Conventions, DEFAULT_MAX_ATTRIBUTE_BYTES, Redact, capture_content_from,
+    truncate_marked,
+};
+pub use span_data::{SPAN_NAME, attribute_value};
 
 /// The environment variable with the base URL of an OTLP endpoint (`/v1/traces` is appended).
 pub const ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -178,6 +224,11 @@ pub struct OtlpExporterBuilder {
     initial_backoff: Duration,
     max_backoff: Duration,
     max_events_per_span: usize,
+    conventions: Conventions,
+    semconv: Option<crate::integrations::genai::SemconvVersion>,
+    capture_content: Option<bool>,
+    redact: Option<policy::Redactor>,
+    max_attribute_bytes: usize,
 }
 
 impl Default for OtlpExporterBuilder {
@@ -196,6 +247,11 @@ impl Default for OtlpExporterBuilder {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             max_events_per_span: 128,
+            conventions: Conventions::Both,
+            semconv: None,
+            capture_content: None,
+            redact: None,
+            max_attribute_bytes: DEFAULT_MAX_ATTRIBUTE_BYTES,
         }
     }
 }
@@ -287,6 +343,78 @@ impl OtlpExporterBuilder {
         self
     }
 
+    /// Which semantic conventions the spans carry: GenAI, OpenInference, or both (the
+    /// default). See [the module docs](self#conventions).
+    pub fn conventions(mut self, c: Conventions) -> Self {
+        self.conventions = c;
+        self
+    }
+
+    /// The release of the GenAI conventions whose names are written. Default: what
+    /// `OTEL_SEMCONV_STABILITY_OPT_IN` says when the exporter is built
+    /// ([`SemconvVersion::from_env`](crate::integrations::genai::SemconvVersion::from_env):
+    /// the pinned v1.41.1, or the latest experimental names with `gen_ai_latest_experimental`).
+    pub fn semconv_version(mut self, v: crate::integrations::genai::SemconvVersion) -> Self {
+        self.semconv = Some(v);
+        self
+    }
+
+    /// Whether message content leaves the process: prompts, responses, tool arguments and
+    /// results, retrieved and embedded text, captured arguments and return values, span event
+    /// fields other than numbers and booleans (see [the module docs](self#content)). Default:
+    /// what [`CAPTURE_CONTENT_ENV`] says when the exporter is built ([`capture_content_from`]),
+    /// else off. This setting wins over the variable.
+    pub fn capture_content(mut self, on: bool) -> Self {
+        self.capture_content = Some(on);
+        self
+    }
+
+    /// A redaction hook for captured content: called with each content attribute's key (a
+    /// span event's field as `<EventClass>.<field>`) and its value as it would be exported
+    /// (text as a string, numbers and booleans as themselves); what it returns is exported
+    /// instead (a non-string JSON-encoded), `None` removes the attribute. It runs on the
+    /// exporter's handler task, before the [size limit](Self::max_attribute_bytes), and only
+    /// when content is captured. A hook that panics removes that value (the span is exported
+    /// without it).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use serde_json::Value;
+    /// use spanbus::integrations::otlp::OtlpExporter;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let exporter = OtlpExporter::builder()
+    ///     .capture_content(true)
+    ///     .redact(|key, value| match value {
+    ///         // Keep retrieved text; mask e-mail addresses everywhere else.
+    ///         _ if key.ends_with(".document.content") => Some(value),
+    ///         Value::String(s) => Some(Value::String(s.replace('@', "[at]"))),
+    ///         other => Some(other),
+    ///     })
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn redact(
+        mut self,
+        hook: impl Fn(&str, serde_json::Value) -> Option<serde_json::Value> + Send + Sync + 'static,
+    ) -> Self {
+        self.redact = Some(policy::Redactor(Arc::new(hook)));
+        self
+    }
+
+    /// The most bytes of one attribute value (text) that are exported; a longer value keeps
+    /// its first `n` bytes (cut back to a character boundary) followed by the marker
+    /// `…[truncated N bytes]`, N the bytes cut (see [`truncate_marked`]). Applies to every
+    /// attribute of a span and of its events. Default [`DEFAULT_MAX_ATTRIBUTE_BYTES`] (64 KiB);
+    /// `usize::MAX` for no limit.
+    pub fn max_attribute_bytes(mut self, n: usize) -> Self {
+        self.max_attribute_bytes = n;
+        self
+    }
+
     /// Builds the exporter and starts its export task on the current tokio runtime.
     ///
     /// # Errors
@@ -362,6 +490,7 @@ impl OtlpExporterBuilder {
             scope: InstrumentationScope::builder("spanbus")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
+            policy: policy::Policy::resolve(&self),
             config: self,
             task: Some(task),
             closing: None,
