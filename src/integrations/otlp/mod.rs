@@ -102,23 +102,36 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{Protocol, RetryPolicy, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SpanExporter as _;
 use tokio::sync::mpsc;
 
 use crate::error::OtlpError;
 
 mod client;
+mod config;
 mod export_task;
 mod exporter;
+#[cfg(feature = "otlp-grpc")]
+mod grpc;
 mod span_data;
+#[cfg(feature = "otlp-tls")]
+mod tls;
+mod transport;
 
-use client::RecordingClient;
+pub use config::{
+    CERTIFICATE_ENV, COMPRESSION_ENV, Compression, DEFAULT_GRPC_ENDPOINT, HEADERS_ENV,
+    LANGFUSE_BASE_URL_ENV, LANGFUSE_DEFAULT_HOST, LANGFUSE_HOST_ENV, LANGFUSE_INGESTION_VERSION,
+    LANGFUSE_INGESTION_VERSION_HEADER, LANGFUSE_PUBLIC_KEY_ENV, LANGFUSE_SECRET_KEY_ENV,
+    LANGFUSE_TRACES_PATH, Langfuse, OtlpConfig, PROTOCOL_ENV, Protocol, TIMEOUT_ENV,
+    TRACES_CERTIFICATE_ENV, TRACES_COMPRESSION_ENV, TRACES_HEADERS_ENV, TRACES_PROTOCOL_ENV,
+    TRACES_TIMEOUT_ENV,
+};
+use config::{CaSource, EnvSource};
 use export_task::Shared;
 use export_task::export_task;
 pub use exporter::{OtlpExporter, OtlpHandle, OtlpRejections, OtlpStats};
 pub use span_data::attribute_value;
+use transport::Transport;
 
 /// The environment variable with the base URL of an OTLP endpoint (`/v1/traces` is appended).
 pub const ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -178,6 +191,12 @@ pub struct OtlpExporterBuilder {
     initial_backoff: Duration,
     max_backoff: Duration,
     max_events_per_span: usize,
+    protocol: Option<Protocol>,
+    compression: Option<Compression>,
+    tls_ca: Vec<CaSource>,
+    env: EnvSource,
+    /// Whether `export_timeout` was set on the builder (then it wins over the environment).
+    export_timeout_set: bool,
 }
 
 impl Default for OtlpExporterBuilder {
@@ -196,6 +215,11 @@ impl Default for OtlpExporterBuilder {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             max_events_per_span: 128,
+            protocol: None,
+            compression: None,
+            tls_ca: Vec::new(),
+            env: EnvSource::default(),
+            export_timeout_set: false,
         }
     }
 }
@@ -245,9 +269,12 @@ impl OtlpExporterBuilder {
         self
     }
 
-    /// The timeout of one export request (it is retried after). Default 10 s.
+    /// The timeout of one export request (it is retried after). Default:
+    /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds), else
+    /// 10 s.
     pub fn export_timeout(mut self, d: Duration) -> Self {
         self.export_timeout = d;
+        self.export_timeout_set = true;
         self
     }
 
@@ -287,6 +314,68 @@ impl OtlpExporterBuilder {
         self
     }
 
+    /// The protocol: [`Protocol::HttpProtobuf`], [`Protocol::HttpJson`] (feature
+    /// `otlp-json`) or [`Protocol::Grpc`] (feature `otlp-grpc`). Default:
+    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`, else
+    /// `http/protobuf`.
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// The compression of request bodies: [`Compression::Gzip`] needs the feature
+    /// `otlp-gzip`. Default: `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION` or
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`, else none.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+
+    /// A CA certificate (or several), PEM-encoded, trusted besides the system's roots for an
+    /// `https://` endpoint (feature `otlp-tls`): for a collector with a private CA or a
+    /// self-signed certificate. Each call adds one; any replaces
+    /// `OTEL_EXPORTER_OTLP_{TRACES_,}CERTIFICATE`.
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca.push(CaSource::Pem(pem.into()));
+        self
+    }
+
+    /// As [`tls_ca_pem`](Self::tls_ca_pem), read from a file when the exporter is built.
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca.push(CaSource::File(path.into()));
+        self
+    }
+
+    /// Reads the `OTEL_EXPORTER_OTLP_*` settings from these variables instead of the process
+    /// environment (for settings kept in a configuration file, or to ignore the environment:
+    /// give no variable). See [the table](self#configuration-from-the-environment).
+    pub fn environment<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env = EnvSource::given(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// The transport settings [`build`](Self::build) will use: each builder setting, else its
+    /// variable (the traces one, else the generic one), else its default.
+    ///
+    /// # Errors
+    ///
+    /// What [`build`](Self::build) would return for them: [`OtlpError::Env`] for a variable
+    /// with a bad value, [`OtlpError::Endpoint`], [`OtlpError::Header`] and
+    /// [`OtlpError::Tls`] (an extra CA that cannot be read) for bad builder settings,
+    /// [`OtlpError::FeatureDisabled`] for a protocol, compression or `https://` endpoint whose
+    /// cargo feature is off.
+    pub fn resolve(&self) -> Result<OtlpConfig, OtlpError> {
+        config::resolve(self)
+    }
+
     /// Builds the exporter and starts its export task on the current tokio runtime.
     ///
     /// # Errors
@@ -294,8 +383,9 @@ impl OtlpExporterBuilder {
     /// [`OtlpError::NoRuntime`] outside a tokio runtime, [`OtlpError::NoTimeDriver`] on a
     /// runtime built without its time driver (tokio prints its own "timers are disabled"
     /// message then), [`OtlpError::InvalidConfig`] for a zero batch size or queue capacity,
-    /// [`OtlpError::Build`] when the OTLP client cannot be built (for example a malformed
-    /// endpoint).
+    /// [`OtlpError::Build`] when the OTLP client cannot be built, and the errors of
+    /// [`resolve`](Self::resolve) for the transport settings (TLS setup errors, such as no
+    /// trusted root certificate on the system, come only from `build`).
     pub fn build(self) -> Result<OtlpExporter, OtlpError> {
         if self.batch_size == 0 {
             return Err(OtlpError::InvalidConfig("batch_size must be at least 1"));
@@ -305,38 +395,26 @@ impl OtlpExporterBuilder {
                 "queue_capacity must be at least 1",
             ));
         }
+        let transport_config = self.resolve()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
         if !crate::delivery::linger::has_time_driver() {
             return Err(OtlpError::NoTimeDriver);
         }
         let shared = Arc::new(Shared::default());
-        let endpoint = self
-            .endpoint
-            .clone()
-            .or_else(endpoint_from_env)
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(endpoint.clone())
-            .with_timeout(self.export_timeout)
-            .with_headers(self.headers.clone())
-            // The client it would make by itself, noting each answer's status and
-            // `Retry-After` for the export task.
-            .with_http_client(RecordingClient::new(self.export_timeout, shared.clone()))
-            // spanbus retries itself, with its own backoff and counters.
-            .with_retry_policy(RetryPolicy::disabled())
-            .build()
-            .map_err(|e| OtlpError::Build(e.to_string()))?;
+        let endpoint = transport_config.endpoint.clone();
         let mut resource = Resource::builder_empty().with_service_name(self.service_name.clone());
         if let Some(p) = &self.project_name {
             resource = resource.with_attribute(KeyValue::new(PROJECT_NAME_ATTRIBUTE, p.clone()));
         }
-        exporter.set_resource(&resource.build());
+        let exporter = Transport::new(&transport_config, &resource.build(), shared.clone())?;
+        // The timeout may come from the environment.
+        let mut this = self;
+        this.export_timeout = transport_config.timeout;
+        let this = this;
 
-        let (tx, rx) = mpsc::channel(self.queue_capacity);
+        let (tx, rx) = mpsc::channel(this.queue_capacity);
         let (control, control_rx) = mpsc::unbounded_channel();
-        let task = export_task(exporter, rx, control_rx, shared.clone(), self.clone());
+        let task = export_task(exporter, rx, control_rx, shared.clone(), this.clone());
         let on_panic = shared.clone();
         let task = runtime.spawn(async move {
             // The task holds nothing a panic could leave half-changed for anyone else.
@@ -362,7 +440,7 @@ impl OtlpExporterBuilder {
             scope: InstrumentationScope::builder("spanbus")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
-            config: self,
+            config: this,
             task: Some(task),
             closing: None,
         })
