@@ -11,19 +11,29 @@ mod support;
 
 #[cfg(feature = "otlp")]
 mod a_batch_the_endpoint_rejects_for_good_is_dropped_counted_by_reason_and_every_other_span_is_exported;
+#[cfg(feature = "otlp-grpc")]
+mod a_loopback_grpc_endpoint_receives_every_span_and_its_statuses_are_retried_or_rejected_like_http;
 #[cfg(feature = "otlp")]
 mod a_pipeline_trace_reads_back_from_phoenix_with_parents_statuses_attributes_and_kinds;
 #[cfg(feature = "otlp")]
 mod a_return_value_recorded_by_ret_is_the_exported_spans_output;
 #[cfg(feature = "otlp")]
 mod building_the_otlp_exporter_on_a_runtime_without_a_time_driver_is_a_typed_error;
+#[cfg(any(feature = "otlp-json", feature = "otlp-gzip"))]
+mod http_json_and_gzip_bodies_decode_whole_at_a_loopback_endpoint;
 mod openinference_attributes_come_from_the_llm_event_catalog_in_either_shape;
+#[cfg(feature = "otlp")]
+mod otlp_settings_come_from_the_builder_then_the_traces_variables_then_the_generic_ones;
 #[cfg(feature = "otlp")]
 mod retry_after_on_a_429_holds_the_next_attempt_back;
 #[cfg(feature = "otlp")]
 mod shutdown_with_the_otlp_endpoint_hanging_ends_export_by_its_deadline_and_no_request_follows;
 #[cfg(feature = "tracing")]
 mod spanbus_records_appear_in_tracing;
+#[cfg(feature = "otlp-tls")]
+mod spans_reach_a_loopback_tls_endpoint_whose_ca_the_exporter_is_given;
+#[cfg(feature = "otlp")]
+mod the_langfuse_preset_sends_basic_auth_and_the_ingestion_version_with_every_span;
 #[cfg(feature = "otlp")]
 mod the_otlp_exporter_never_blocks_counts_overflow_exactly_and_resumes_when_the_endpoint_returns;
 #[cfg(feature = "tracing")]

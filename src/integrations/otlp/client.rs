@@ -138,10 +138,13 @@ impl RecordingClient {
         let request = self.prepare(request)?;
         *self.shared.sent.lock() = Some(Sent::Unanswered);
         let response = match &self.inner {
-            Inner::Plain(client) => client.send_bytes(request).await?,
+            Inner::Plain(client) => client.send_bytes(request).await,
             #[cfg(feature = "otlp-tls")]
-            Inner::Tls(client) => client.send_bytes(request).await?,
+            Inner::Tls(client) => client.send_bytes(request).await,
         };
+        let response = response.inspect_err(|e| {
+            *self.shared.unanswered_because.lock() = Some(error_chain(&**e));
+        })?;
         let retry_after = response
             .headers()
             .get(http::header::RETRY_AFTER)
@@ -167,6 +170,22 @@ impl HttpClient for RecordingClient {
     {
         Box::pin(self.send(request))
     }
+}
+
+/// An error and its sources, joined by `: ` (hyper's own text is only "client error
+/// (Connect)"; the cause is in its sources).
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
 }
 
 /// The wait a `Retry-After` value asks for: delta-seconds, or an HTTP date (a date already

@@ -44,6 +44,9 @@ pub(super) struct Shared {
     pub(super) stopped: AtomicBool,
     /// The exchange of the request being sent (see [`Sent`]); `None` until the client sends.
     pub(super) sent: Mutex<Option<Sent>>,
+    /// Why the request being sent got no answer (a connection, TLS or timeout error), which
+    /// opentelemetry-otlp's HTTP exporter reports only as "network error".
+    pub(super) unanswered_because: Mutex<Option<String>>,
     /// Whether the spans not exported yet were counted as abandoned; after that, outcomes that
     /// still come in are not counted again. Taken to count an outcome.
     settled: Mutex<bool>,
@@ -348,6 +351,7 @@ pub(super) async fn export_task(
                 t.shared.retries.fetch_add(1, Ordering::AcqRel);
             }
             *t.shared.sent.lock() = None;
+            *t.shared.unanswered_because.lock() = None;
             let request_until = now + t.cfg.export_timeout;
             // The request, raced against control messages: a close cuts it at its deadline.
             let outcome = {
@@ -368,7 +372,13 @@ pub(super) async fn export_task(
             let sent = t.shared.sent.lock().take();
             match outcome {
                 Some(Ok(())) => t.judge(Verdict::Exported, None),
-                Some(Err(e)) => t.judge(classify(sent), Some(e)),
+                Some(Err(e)) => {
+                    let e = match t.shared.unanswered_because.lock().take() {
+                        Some(why) => format!("{e}: {why}"),
+                        None => e,
+                    };
+                    t.judge(classify(sent), Some(e))
+                }
                 None => t.judge(
                     Verdict::Retry { not_before: None },
                     Some("export timed out".to_owned()),

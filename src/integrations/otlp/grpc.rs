@@ -18,7 +18,7 @@ use tonic_types::StatusExt;
 
 use crate::error::OtlpError;
 
-use super::client::{MAX_RETRY_AFTER, Sent};
+use super::client::{MAX_RETRY_AFTER, Sent, error_chain};
 #[cfg(feature = "otlp-gzip")]
 use super::config::Compression;
 use super::config::OtlpConfig;
@@ -137,11 +137,16 @@ impl GrpcExporter {
                         too_large: too_large(code, status.message()),
                     });
                 }
-                Err(format!(
+                let mut why = format!(
                     "gRPC export failed with status {}: {}",
                     code_name(status.code() as i32),
-                    error_chain(&status)
-                ))
+                    status.message()
+                );
+                if let Some(source) = std::error::Error::source(&status) {
+                    why.push_str(": ");
+                    why.push_str(&error_chain(source));
+                }
+                Err(why)
             }
         }
     }
@@ -187,21 +192,6 @@ pub(super) fn code_name(code: i32) -> String {
         .copied()
         .unwrap_or("an unknown code");
     format!("{name} ({code})")
-}
-
-/// An error and its sources, joined by `: `.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        next = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]
