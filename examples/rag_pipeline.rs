@@ -15,6 +15,9 @@
 // With `--features otlp` and OTEL_EXPORTER_OTLP_ENDPOINT set, it also exports every span to
 // that OTLP endpoint (see the README's "See your traces in Phoenix"):
 //   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:6006 cargo run --release --example rag_pipeline --features otlp
+// The other OTEL_EXPORTER_OTLP_* variables apply too; over gRPC, to Phoenix's gRPC port:
+//   OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 \
+//     cargo run --release --example rag_pipeline --features otlp-grpc
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -323,10 +326,10 @@ type ExportStats = Box<dyn Fn() -> String>;
 #[cfg(feature = "otlp")]
 fn attach_otlp_exporter(rag: &Dispatcher) -> Option<ExportStats> {
     use spanbus::integrations::otlp::{OtlpExporter, endpoint_from_env};
-    let endpoint = endpoint_from_env()?;
+    endpoint_from_env()?;
     let project = std::env::var("PHOENIX_PROJECT_NAME").unwrap_or_else(|_| "spanbus-rag".into());
+    // The endpoint, protocol, headers and the rest come from the OTEL_EXPORTER_OTLP_* variables.
     let exporter = OtlpExporter::builder()
-        .endpoint(&endpoint)
         .project_name(&project)
         .service_name("rag_pipeline")
         // Flush and close (shutdown runs both) within the 5 s shutdown deadline below, even
@@ -345,7 +348,10 @@ fn attach_otlp_exporter(rag: &Dispatcher) -> Option<ExportStats> {
             return None;
         }
     };
-    println!("exporting spans over OTLP to {endpoint} (Phoenix project {project:?})");
+    println!(
+        "exporting spans over OTLP to {} (Phoenix project {project:?})",
+        handle.endpoint()
+    );
     Some(Box::new(move || {
         let s = handle.stats();
         format!(

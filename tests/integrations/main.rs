@@ -1,7 +1,9 @@
 //! The bridges to other tools: `tracing` both ways (feature `tracing`), the OTLP exporter when
-//! its endpoint is down and back, rejects batches, throttles or hangs (feature `otlp`), the OpenInference attributes, and the Phoenix
-//! tests, which export to a real Arize Phoenix and read the spans back: ignored here, run by
-//! `.ci/phoenix-tests.sh`.
+//! its endpoint is down and back, rejects batches, throttles or hangs (feature `otlp`), its
+//! transports (HTTP/JSON, gRPC, TLS, gzip: features `otlp-json`, `otlp-grpc`, `otlp-tls`,
+//! `otlp-gzip`), its configuration by variables and the Langfuse preset, the OpenInference
+//! attributes, and the Phoenix tests, which export to a real Arize Phoenix (over HTTP and gRPC)
+//! and read the spans back: ignored here, run by `.ci/phoenix-tests.sh`.
 //!
 //! One module per behaviour, each a test binary of its own before the tests were grouped by
 //! area: `cargo test --all-features --test integrations <module>` runs one.
@@ -13,6 +15,8 @@ mod support;
 mod a_batch_the_endpoint_rejects_for_good_is_dropped_counted_by_reason_and_every_other_span_is_exported;
 #[cfg(feature = "otlp-grpc")]
 mod a_loopback_grpc_endpoint_receives_every_span_and_its_statuses_are_retried_or_rejected_like_http;
+#[cfg(feature = "otlp-grpc")]
+mod a_pipeline_trace_exported_over_grpc_reads_back_from_phoenix_with_parents_statuses_attributes_and_kinds;
 #[cfg(feature = "otlp")]
 mod a_pipeline_trace_reads_back_from_phoenix_with_parents_statuses_attributes_and_kinds;
 #[cfg(feature = "otlp")]
