@@ -4,8 +4,8 @@
 //! # Exporting spans
 //!
 //! Build an [`OtlpExporter`] and add it to a dispatcher like any handler. It turns every span
-//! that closes into an OTLP span and sends batches over OTLP/HTTP (protobuf) from its own
-//! task:
+//! that closes into an OTLP span and sends batches from its own task, over OTLP/HTTP (protobuf
+//! or JSON) or OTLP/gRPC, plain or over TLS (see [Transports](#transports)):
 //!
 //! - ids: the spanbus trace and span ids are the OTel ids (a root spanbus span starts a
 //!   trace; a span started under a context [extracted](crate::propagation::extract) from a
@@ -40,6 +40,9 @@
 //! - **rejected for good** (`400` and every other 4xx): the batch is dropped, never retried,
 //!   and the next batch goes out.
 //!
+//! gRPC answers get the same verdicts, by status code (see [Failure modes by
+//! transport](#failure-modes-by-transport)).
+//!
 //! What is dropped is counted by reason in [`OtlpStats::rejections`], and
 //! [`OtlpHandle::last_error`] tells the latest failure with its HTTP status. Every span that
 //! closes is accounted for exactly once:
@@ -70,6 +73,191 @@
 //! about 2.9 s with the exporter reported closed, not timed out. A request in flight at the
 //! deadline is cut off. When the close returns, the export task has ended: no request goes out
 //! after it. An exporter dropped without being closed stops its export task the same way.
+//!
+//! # Transports
+//!
+//! Each protocol but the default, TLS and gzip come with a cargo feature of spanbus, so that a
+//! build with `otlp` alone holds neither TLS nor gRPC crates. Asking for one whose feature is
+//! off makes [`build`](OtlpExporterBuilder::build) return [`OtlpError::FeatureDisabled`],
+//! naming the feature.
+//!
+//! | what | builder | variable | cargo feature | brings in |
+//! |---|---|---|---|---|
+//! | OTLP/HTTP, protobuf (default) | [`Protocol::HttpProtobuf`] | `http/protobuf` | `otlp` | opentelemetry-otlp, hyper |
+//! | OTLP/HTTP, JSON | [`Protocol::HttpJson`] | `http/json` | `otlp-json` | opentelemetry-otlp's JSON encoding (serde) |
+//! | OTLP/gRPC | [`Protocol::Grpc`] | `grpc` | `otlp-grpc` | tonic, h2, tower, tonic-types |
+//! | TLS (`https://`), any protocol | an `https://` endpoint, [`tls_ca_pem`](OtlpExporterBuilder::tls_ca_pem) | `OTEL_EXPORTER_OTLP_CERTIFICATE` | `otlp-tls` | rustls (ring), rustls-native-certs, hyper-rustls |
+//! | gzip, any protocol | [`Compression::Gzip`] | `gzip` | `otlp-gzip` | flate2 (pure Rust) |
+//!
+//! ## OTLP/HTTP with protobuf
+//!
+//! The default: a `POST` of the protobuf `ExportTraceServiceRequest` to the full traces URL,
+//! `…/v1/traces` (Phoenix: `http://127.0.0.1:6006/v1/traces`).
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::OtlpExporter;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = OtlpExporter::builder()
+//!     .endpoint("http://127.0.0.1:6006/v1/traces")
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## OTLP/HTTP with JSON
+//!
+//! The same request as JSON (OTLP's JSON mapping: ids in hex), for endpoints or proxies that
+//! take only JSON. Feature `otlp-json`.
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::{OtlpExporter, Protocol};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = OtlpExporter::builder()
+//!     .protocol(Protocol::HttpJson)
+//!     .endpoint("http://collector:4318/v1/traces")
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## OTLP/gRPC
+//!
+//! The `opentelemetry.proto.collector.trace.v1.TraceService/Export` call over HTTP/2, to the
+//! server's base URL (no path; default `http://localhost:4317`, Phoenix's gRPC port). Headers
+//! go as gRPC metadata. The channel connects on the first export and reconnects by itself.
+//! Feature `otlp-grpc`.
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::{OtlpExporter, Protocol};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = OtlpExporter::builder()
+//!     .protocol(Protocol::Grpc)
+//!     .endpoint("http://127.0.0.1:4317")
+//!     .project_name("my-rag-app")
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## TLS
+//!
+//! An `https://` endpoint, with any protocol, is reached over TLS with rustls (the ring crypto
+//! provider; no OpenSSL). The server's certificate must chain to a root the system trusts (as
+//! rustls-native-certs finds them: the platform's store, or the files `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` name) or to a CA given with [`tls_ca_pem`](OtlpExporterBuilder::tls_ca_pem),
+//! [`tls_ca_file`](OtlpExporterBuilder::tls_ca_file) or `OTEL_EXPORTER_OTLP_CERTIFICATE` (for a
+//! collector with a private CA). The system's roots are read when the exporter is built; an
+//! `http://` endpoint ignores the CA. Feature `otlp-tls`.
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::{OtlpExporter, Protocol};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = OtlpExporter::builder()
+//!     .protocol(Protocol::Grpc)
+//!     .endpoint("https://collector.internal:4317")
+//!     .tls_ca_file("/etc/collector/ca.pem")
+//!     .header("authorization", "Bearer my-token")
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## gzip
+//!
+//! [`Compression::Gzip`] compresses request bodies (`Content-Encoding: gzip` over HTTP,
+//! `grpc-encoding: gzip` over gRPC): LLM spans with prompts shrink several times. Feature
+//! `otlp-gzip`.
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::{Compression, OtlpExporter};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = OtlpExporter::builder()
+//!     .compression(Compression::Gzip)
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Langfuse
+//!
+//! [`OtlpExporterBuilder::langfuse`] and [`OtlpExporter::langfuse_from_env`] send to
+//! Langfuse's OTLP endpoint (`{host}/api/public/otel/v1/traces`, OTLP/HTTP protobuf) with
+//! Basic auth from the project's keys and `x-langfuse-ingestion-version: 4` (see [`Langfuse`]).
+//! Langfuse Cloud is `https://`: it needs `otlp-tls`.
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::{Langfuse, OtlpExporter};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // From LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY and LANGFUSE_HOST:
+//! let exporter = OtlpExporter::langfuse_from_env()?.build()?;
+//! // Or explicitly, to a self-hosted Langfuse:
+//! let exporter = OtlpExporter::builder()
+//!     .langfuse(Langfuse::new("pk-lf-…", "sk-lf-…").host("http://localhost:3000"))
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Configuration from the environment
+//!
+//! Each transport setting is the builder's when it was set, else the traces variable's, else
+//! the generic variable's, else the default (the OpenTelemetry specification's precedence:
+//! code over environment, signal-specific over generic). A variable set to an empty value is
+//! unset. [`OtlpExporterBuilder::resolve`] tells what was chosen;
+//! [`OtlpExporterBuilder::environment`] reads the variables from a given set instead of the
+//! process environment.
+//!
+//! | setting | builder | variables (traces one first) | value | default |
+//! |---|---|---|---|---|
+//! | endpoint | [`endpoint`](OtlpExporterBuilder::endpoint) | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT` | a URL; the traces one is used as is, the generic one gets `/v1/traces` for HTTP (not for gRPC) | `http://localhost:4318/v1/traces`, gRPC `http://localhost:4317` |
+//! | protocol | [`protocol`](OtlpExporterBuilder::protocol) | `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf`, `http/json`, `grpc` | `http/protobuf` |
+//! | headers | [`header`](OtlpExporterBuilder::header) | `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_HEADERS` | `key=value,key2=value2`, percent-encoded (`Authorization=Basic%20…`); the traces variable replaces the generic one; a builder header replaces one of the same name | none |
+//! | timeout | [`export_timeout`](OtlpExporterBuilder::export_timeout) | `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `OTEL_EXPORTER_OTLP_TIMEOUT` | milliseconds, at least 1 | 10 s |
+//! | compression | [`compression`](OtlpExporterBuilder::compression) | `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, `OTEL_EXPORTER_OTLP_COMPRESSION` | `gzip`, `none` | none |
+//! | extra CA | [`tls_ca_pem`](OtlpExporterBuilder::tls_ca_pem), [`tls_ca_file`](OtlpExporterBuilder::tls_ca_file) | `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CERTIFICATE` | a PEM file's path | none |
+//!
+//! A value that cannot be used (an unknown protocol, a timeout that is not a number, a header
+//! entry without `=`, a CA file that cannot be read…) is an [`OtlpError::Env`] from
+//! [`build`](OtlpExporterBuilder::build) naming the variable; it never repeats a header's
+//! value. `OTEL_EXPORTER_OTLP_INSECURE` and client certificates are not read.
+//!
+//! # Failure modes by transport
+//!
+//! Whatever the transport, a failed attempt ends in one of the verdicts of [Never blocking
+//! the application](#never-blocking-the-application): retried, split, or dropped and counted
+//! by reason in [`OtlpStats::rejections`]; [`OtlpHandle::last_error`] has the status and the
+//! cause.
+//!
+//! | transport | retried (backoff, and the server's delay if it gives one) | split in halves | dropped for good |
+//! |---|---|---|---|
+//! | OTLP/HTTP (protobuf or JSON) | no answer (connection refused, reset, DNS, request timeout), `408`, `429`, 5xx; `Retry-After` honoured | `413`; a request over 64 MiB is not sent | `400` (`bad_request`), other 4xx (`client_error`) |
+//! | OTLP/gRPC | no answer (tonic's transport errors), `UNAVAILABLE`, `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`, `DATA_LOSS`, `RESOURCE_EXHAUSTED` with `RetryInfo`; the `RetryInfo` delay honoured | `RESOURCE_EXHAUSTED` (or `OUT_OF_RANGE`) saying the message is larger than the server's limit; a request over 64 MiB is not sent | `INVALID_ARGUMENT` (`bad_request`); `RESOURCE_EXHAUSTED` without `RetryInfo`, `UNAUTHENTICATED`, `PERMISSION_DENIED`, `NOT_FOUND`, `UNIMPLEMENTED`, `INTERNAL`, `UNKNOWN` and the rest (`client_error`) |
+//!
+//! - **TLS**: a certificate the exporter does not trust (unknown CA, expired, another host
+//!   name) fails the handshake: no answer, so the batch is retried until the close deadline
+//!   and then counted `abandoned`; `last_error` names the certificate problem (for example
+//!   `invalid peer certificate: UnknownIssuer`). An extra CA that cannot be read or is not a
+//!   PEM certificate is an error from `build`, and so is a system without any root
+//!   certificate when no extra CA is given ([`OtlpError::Tls`]). Over gRPC the server must
+//!   offer HTTP/2 through ALPN (every gRPC server with TLS does).
+//! - **gzip**: an endpoint that does not take gzip answers `415` or `400` over HTTP, or
+//!   `UNIMPLEMENTED` over gRPC: dropped, with the status in `last_error`. Leave compression off
+//!   for such an endpoint.
+//! - **gRPC to an HTTP port** (or the reverse) gets no OTLP answer: a gRPC call to an HTTP/1
+//!   port fails as a transport error and is retried; an HTTP `POST` to a gRPC port gets a
+//!   protocol error (retried). `last_error` shows the cause; check the protocol and the port.
 //!
 //! # Examples
 //!
