@@ -119,13 +119,14 @@ impl OtlpHandle {
         self.shared.last_error.lock().clone()
     }
 
-    /// The traces URL the exporter sends to.
+    /// The URL the exporter sends to: the traces URL over HTTP, the server's URL over gRPC.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 }
 
-/// A [`Handler`] that exports closed spans over OTLP/HTTP. See [the module docs](super).
+/// A [`Handler`] that exports closed spans over OTLP (HTTP or gRPC). See
+/// [the module docs](super).
 pub struct OtlpExporter {
     pub(super) open: HashMap<SpanId, OpenSpan>,
     pub(super) tx: mpsc::Sender<SpanData>,

@@ -321,13 +321,14 @@ pub use exporter::{OtlpExporter, OtlpHandle, OtlpRejections, OtlpStats};
 pub use span_data::attribute_value;
 use transport::Transport;
 
-/// The environment variable with the base URL of an OTLP endpoint (`/v1/traces` is appended).
+/// The environment variable with the base URL of an OTLP endpoint (`/v1/traces` is appended
+/// over HTTP; over gRPC it is used as is).
 pub const ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
 /// The environment variable with the full URL of an OTLP traces endpoint (used as is).
 pub const TRACES_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 
-/// The endpoint used when nothing is configured (the OTLP/HTTP default).
+/// The endpoint used over HTTP when nothing is configured (the OTLP/HTTP default).
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318/v1/traces";
 
 /// The resource attribute Phoenix reads the project name from.
@@ -349,8 +350,9 @@ pub fn traces_endpoint(base: &str) -> String {
     format!("{}/v1/traces", base.trim().trim_end_matches('/'))
 }
 
-/// The endpoint from the environment: [`TRACES_ENDPOINT_ENV`] as is, else
-/// [`ENDPOINT_ENV`] with `/v1/traces` appended, else `None`.
+/// The OTLP/HTTP endpoint from the process environment: [`TRACES_ENDPOINT_ENV`] as is, else
+/// [`ENDPOINT_ENV`] with `/v1/traces` appended, else `None`. (The exporter resolves its
+/// endpoint by protocol itself: see [`OtlpExporterBuilder::resolve`].)
 pub fn endpoint_from_env() -> Option<String> {
     let var = |k| {
         std::env::var(k)
@@ -413,8 +415,11 @@ impl Default for OtlpExporterBuilder {
 }
 
 impl OtlpExporterBuilder {
-    /// The full traces URL, used as is (for example `http://127.0.0.1:6006/v1/traces`).
-    /// Default: [`endpoint_from_env`], else [`DEFAULT_ENDPOINT`].
+    /// The URL requests go to, used as is: the full traces URL over HTTP (for example
+    /// `http://127.0.0.1:6006/v1/traces`), the server's URL over gRPC
+    /// (`http://127.0.0.1:4317`). Default: the `OTEL_EXPORTER_OTLP_{TRACES_,}ENDPOINT`
+    /// variables (see [the table](self#configuration-from-the-environment)), else
+    /// [`DEFAULT_ENDPOINT`] ([`DEFAULT_GRPC_ENDPOINT`] over gRPC).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
