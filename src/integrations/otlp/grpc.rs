@@ -137,16 +137,22 @@ impl GrpcExporter {
                         too_large: too_large(code, status.message()),
                     });
                 }
-                let mut why = format!(
-                    "gRPC export failed with status {}: {}",
-                    code_name(status.code() as i32),
-                    status.message()
-                );
-                if let Some(source) = std::error::Error::source(&status) {
-                    why.push_str(": ");
-                    why.push_str(&error_chain(source));
-                }
-                Err(why)
+                let detail = match std::error::Error::source(&status) {
+                    // tonic's message repeats part of its source's text.
+                    Some(source) => {
+                        let chain = error_chain(source);
+                        if chain.contains(status.message()) {
+                            chain
+                        } else {
+                            format!("{}: {chain}", status.message())
+                        }
+                    }
+                    None => status.message().to_owned(),
+                };
+                Err(format!(
+                    "gRPC export failed with status {}: {detail}",
+                    code_name(status.code() as i32)
+                ))
             }
         }
     }

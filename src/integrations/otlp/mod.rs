@@ -255,9 +255,11 @@
 //! - **gzip**: an endpoint that does not take gzip answers `415` or `400` over HTTP, or
 //!   `UNIMPLEMENTED` over gRPC: dropped, with the status in `last_error`. Leave compression off
 //!   for such an endpoint.
-//! - **gRPC to an HTTP port** (or the reverse) gets no OTLP answer: a gRPC call to an HTTP/1
-//!   port fails as a transport error and is retried; an HTTP `POST` to a gRPC port gets a
-//!   protocol error (retried). `last_error` shows the cause; check the protocol and the port.
+//! - **gRPC to an HTTP/1 port** (or OTLP/HTTP to a gRPC port) gets no OTLP answer: the
+//!   connection closes or answers in the other protocol, which counts as no answer, so the
+//!   batch is retried until the close (`last_error`: `connection closed`, `received unexpected
+//!   message from connection`); check the protocol and the port. A gRPC server that is down
+//!   gives `UNAVAILABLE` with `Connection refused`, retried the same way.
 //!
 //! # Examples
 //!
