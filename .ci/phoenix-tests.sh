@@ -10,9 +10,11 @@ trap 'bash .ci/phoenix.sh stop' EXIT
 bash .ci/phoenix.sh install
 bash .ci/phoenix.sh start
 SPANBUS_PHOENIX_URL="$(bash .ci/phoenix.sh url)"
-export SPANBUS_PHOENIX_URL
+SPANBUS_PHOENIX_GRPC_URL="$(bash .ci/phoenix.sh grpc-url)"
+export SPANBUS_PHOENIX_URL SPANBUS_PHOENIX_GRPC_URL
 export CI="${CI:-1}"
-# The two Phoenix tests are modules of the integrations binary: the filters pick them out.
+# The Phoenix tests are modules of the integrations binary: the filters pick them out.
 cargo test --all-features --test integrations -- --include-ignored --nocapture \
     a_pipeline_trace_reads_back_from_phoenix_with_parents_statuses_attributes_and_kinds:: \
+    a_pipeline_trace_exported_over_grpc_reads_back_from_phoenix_with_parents_statuses_attributes_and_kinds:: \
     two_processes_calling_over_http_with_traceparent_form_one_trace_in_phoenix::

@@ -6,6 +6,7 @@
 #   .ci/phoenix.sh status    # exit 0 when our server is up and ready
 #   .ci/phoenix.sh stop      # kill it and delete its working dir (idempotent)
 #   .ci/phoenix.sh url       # print the base URL (e.g. http://127.0.0.1:6006)
+#   .ci/phoenix.sh grpc-url  # print the OTLP/gRPC URL (e.g. http://127.0.0.1:4317)
 #
 # Environment (all optional):
 #   SPANBUS_PHOENIX_VENV      venv path      (default $HOME/.cache/spanbus/phoenix-venv)
@@ -205,8 +206,9 @@ case "${1:-}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   url) echo "$BASE_URL" ;;
+  grpc-url) echo "http://127.0.0.1:$GRPC_PORT" ;;
   *)
-    echo "usage: $0 {install|start|stop|status|url}" >&2
+    echo "usage: $0 {install|start|stop|status|url|grpc-url}" >&2
     exit 2
     ;;
 esac

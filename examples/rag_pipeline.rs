@@ -17,6 +17,9 @@
 // that OTLP endpoint, prompts and responses included (it opts in to content capture; see the
 // README's "See your traces in Phoenix, MLflow, Langfuse or any OTLP backend"):
 //   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:6006 cargo run --release --example rag_pipeline --features otlp
+// The other OTEL_EXPORTER_OTLP_* variables apply too; over gRPC, to Phoenix's gRPC port:
+//   OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 \
+//     cargo run --release --example rag_pipeline --features otlp-grpc
 // For MLflow, also name the experiment the traces go to:
 //   MLFLOW_EXPERIMENT_ID=1 OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:5000 cargo run --release --example rag_pipeline --features otlp
 
@@ -372,15 +375,15 @@ type ExportStats = Box<dyn Fn() -> String>;
 #[cfg(feature = "otlp")]
 fn attach_otlp_exporter(rag: &Dispatcher) -> Option<ExportStats> {
     use spanbus::integrations::otlp::{OtlpExporter, endpoint_from_env};
-    let endpoint = endpoint_from_env()?;
+    endpoint_from_env()?;
     let project = std::env::var("PHOENIX_PROJECT_NAME").unwrap_or_else(|_| "spanbus-rag".into());
+    // The endpoint, protocol, headers and the rest come from the OTEL_EXPORTER_OTLP_* variables.
     let mut builder = OtlpExporter::builder();
     // MLflow files the traces it receives under the experiment this header names.
     if let Ok(experiment) = std::env::var("MLFLOW_EXPERIMENT_ID") {
         builder = builder.header("x-mlflow-experiment-id", experiment);
     }
     let exporter = builder
-        .endpoint(&endpoint)
         .project_name(&project)
         .service_name("rag_pipeline")
         // Prompts, responses, queries and retrieved text leave the process only on opt-in:
@@ -402,7 +405,10 @@ fn attach_otlp_exporter(rag: &Dispatcher) -> Option<ExportStats> {
             return None;
         }
     };
-    println!("exporting spans over OTLP to {endpoint} (Phoenix project {project:?})");
+    println!(
+        "exporting spans over OTLP to {} (Phoenix project {project:?})",
+        handle.endpoint()
+    );
     Some(Box::new(move || {
         let s = handle.stats();
         format!(

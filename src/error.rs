@@ -302,6 +302,50 @@ pub enum OtlpError {
     InvalidConfig(&'static str),
     /// The OTLP client could not be built; the text is the client's error.
     Build(String),
+    /// An `OTEL_EXPORTER_OTLP_*` variable (or one given to
+    /// [`environment`](crate::integrations::otlp::OtlpExporterBuilder::environment)) holds a
+    /// value the exporter cannot use. `why` names the value, except a header's value (it may be
+    /// a secret).
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong with its value.
+        why: String,
+    },
+    /// The endpoint is not an `http://` or `https://` URL with a host.
+    Endpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A header cannot be sent: its name is not a valid HTTP header name (or gRPC metadata
+    /// key), or its value holds characters a header cannot carry. The value is not repeated.
+    Header {
+        /// The header's name.
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// TLS could not be set up: an extra CA certificate that cannot be read or parsed, or no
+    /// trusted root certificate at all.
+    Tls(String),
+    /// The settings ask for something a cargo feature of spanbus brings, and that feature is
+    /// off: for example gRPC without `otlp-grpc`, or an `https://` endpoint without
+    /// `otlp-tls`.
+    FeatureDisabled {
+        /// What was asked for.
+        needs: &'static str,
+        /// The cargo feature that brings it.
+        feature: &'static str,
+    },
+    /// A preset needs an environment variable that is not set (or is empty).
+    MissingEnv {
+        /// The variable.
+        name: &'static str,
+        /// The preset that needs it.
+        needed_by: &'static str,
+    },
 }
 
 #[cfg(feature = "otlp")]
@@ -316,6 +360,19 @@ impl fmt::Display for OtlpError {
             ),
             OtlpError::InvalidConfig(why) => write!(f, "invalid OTLP exporter settings: {why}"),
             OtlpError::Build(why) => write!(f, "the OTLP client could not be built: {why}"),
+            OtlpError::Env { name, why } => write!(f, "invalid {name}: {why}"),
+            OtlpError::Endpoint { endpoint, why } => {
+                write!(f, "invalid OTLP endpoint {endpoint:?}: {why}")
+            }
+            OtlpError::Header { name, why } => write!(f, "invalid OTLP header {name:?}: {why}"),
+            OtlpError::Tls(why) => write!(f, "TLS for the OTLP exporter: {why}"),
+            OtlpError::FeatureDisabled { needs, feature } => write!(
+                f,
+                "{needs} needs the cargo feature `{feature}` of spanbus, which is not enabled"
+            ),
+            OtlpError::MissingEnv { name, needed_by } => {
+                write!(f, "{name} is not set, and {needed_by} needs it")
+            }
         }
     }
 }

@@ -4,19 +4,25 @@
 //! - [`recorder`]: a handler that records everything it sees, a numbered event, `wait_until`;
 //! - [`spans`]: handlers that record closed spans and events, and per-span end counts;
 //! - [`chromium`]: headless Chromium, for the HTML page;
-//! - [`otlp_endpoint`]: a loopback OTLP/HTTP endpoint that decodes what it receives and
-//!   answers what a test tells it (a status, `Retry-After`, or nothing);
+//! - [`otlp_endpoint`]: a loopback OTLP/HTTP endpoint (plain or TLS) that decodes what it
+//!   receives (protobuf or JSON, gzip or not) and answers what a test tells it (a status,
+//!   `Retry-After`, or nothing);
+//! - [`grpc_endpoint`]: a loopback OTLP/gRPC endpoint (a tonic `TraceService` server) that
+//!   answers `OK` or a status a test chooses;
+//! - [`test_pki`]: a CA and a server certificate made by the test, for the TLS endpoints;
 //! - [`phoenix`]: a real Arize Phoenix: whether it is up, and its spans read back;
 //! - [`mlflow`]: a real MLflow tracking server: whether it is up, experiments, traces read back;
 //! - [`process_wide`]: the lock held by the tests that use the process-wide registry.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod chromium;
+pub mod grpc_endpoint;
 pub mod mlflow;
 pub mod otlp_endpoint;
 pub mod phoenix;
 pub mod recorder;
 pub mod spans;
+pub mod test_pki;
 
 /// A catalog object (a `ChatMessage`, `ChatResponse`, `NodeWithScore`, …) from its llama-index
 /// JSON, for tests that write the events' contents as JSON.

@@ -1,8 +1,9 @@
 //! A loopback OTLP/HTTP endpoint for the exporter's tests: it reads every POST whole (so the
-//! client never sees a reset for an answer it did not expect), decodes the spans in it, and
-//! answers what the test decides per request: a status with headers, or nothing at all (a
-//! server that accepted the connection and hangs). It keeps every request, with when it
-//! arrived, and counts the connections opened and closed by the client.
+//! client never sees a reset for an answer it did not expect), decodes the spans in it
+//! (protobuf or JSON, gzip-compressed or not), and answers what the test decides per request:
+//! a status with headers, or nothing at all (a server that accepted the connection and hangs).
+//! It keeps every request, with when it arrived, its path and headers, and counts the
+//! connections opened and closed by the client. It serves plain TCP or TLS (`start_tls`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,9 +12,10 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
 
 /// What the endpoint answers to one request.
 #[derive(Debug, Clone)]
@@ -41,10 +43,17 @@ impl Answer {
 pub struct Received {
     /// When its body had been read.
     pub at: Instant,
-    /// The body's length in bytes.
+    /// The body's length in bytes (as sent: compressed if it was).
     pub len: usize,
-    /// The body as received (protobuf), for tests that search every exported byte.
+    /// The body as sent (compressed if it was), for tests that search every exported byte.
     pub body: Vec<u8>,
+    /// The request's path (`/v1/traces`).
+    pub path: String,
+    /// The request's headers, names in lowercase, in the order sent.
+    pub headers: Vec<(String, String)>,
+    /// Whether the body decoded as an OTLP request (protobuf, or JSON for
+    /// `content-type: application/json`, after gunzip for `content-encoding: gzip`).
+    pub decoded: bool,
     /// The names of the spans in it.
     pub names: Vec<String>,
     /// The spans in it, decoded.
@@ -57,6 +66,14 @@ impl Received {
     /// Whether the endpoint accepted it (a 2xx answer).
     pub fn accepted(&self) -> bool {
         self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    /// The value of header `name` (lowercase), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -73,6 +90,7 @@ type Decide = dyn Fn(usize, &Received) -> Answer + Send + Sync;
 /// A running endpoint; it stops when dropped.
 pub struct Endpoint {
     port: u16,
+    tls: bool,
     state: Arc<State>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -83,21 +101,53 @@ impl Endpoint {
     pub async fn start(
         decide: impl Fn(usize, &Received) -> Answer + Send + Sync + 'static,
     ) -> Endpoint {
+        Self::start_with(None, decide).await
+    }
+
+    /// As [`start`](Self::start), over TLS with this server configuration.
+    pub async fn start_tls(
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+        decide: impl Fn(usize, &Received) -> Answer + Send + Sync + 'static,
+    ) -> Endpoint {
+        Self::start_with(Some(TlsAcceptor::from(tls)), decide).await
+    }
+
+    async fn start_with(
+        tls: Option<TlsAcceptor>,
+        decide: impl Fn(usize, &Received) -> Answer + Send + Sync + 'static,
+    ) -> Endpoint {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(State::default());
         let decide: Arc<Decide> = Arc::new(decide);
-        let server = tokio::spawn(serve(listener, state.clone(), decide));
+        let is_tls = tls.is_some();
+        let server = tokio::spawn(serve(listener, tls, state.clone(), decide));
         Endpoint {
             port,
+            tls: is_tls,
             state,
             server,
         }
     }
 
-    /// The traces URL to give the exporter.
+    /// The traces URL to give the exporter (`https://` for a TLS endpoint).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/v1/traces", self.port)
+        format!("{}/v1/traces", self.base_url())
+    }
+
+    /// The endpoint's base URL, without a path.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Every span in accepted requests, in arrival order.
+    pub fn accepted_spans(&self) -> Vec<Span> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.accepted())
+            .flat_map(|r| r.spans)
+            .collect()
     }
 
     /// Every request so far, in arrival order.
@@ -187,7 +237,12 @@ impl Drop for Endpoint {
     }
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>, decide: Arc<Decide>) {
+async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: Arc<State>,
+    decide: Arc<Decide>,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -195,25 +250,59 @@ async fn serve(listener: TcpListener, state: Arc<State>, decide: Arc<Decide>) {
         };
         state.opened.fetch_add(1, Ordering::AcqRel);
         state.changed.notify_waiters();
-        connections.spawn(connection(stream, state.clone(), decide.clone()));
+        let (state, decide) = (state.clone(), decide.clone());
+        match tls.clone() {
+            None => {
+                connections.spawn(connection(stream, state, decide));
+            }
+            Some(acceptor) => {
+                connections.spawn(async move {
+                    match acceptor.accept(stream).await {
+                        Ok(stream) => connection(stream, state, decide).await,
+                        // A client that does not trust the certificate ends the handshake.
+                        Err(_) => finish(&state),
+                    }
+                });
+            }
+        }
     }
 }
 
 /// Serves one keep-alive connection until the client closes it.
-async fn connection(mut stream: TcpStream, state: Arc<State>, decide: Arc<Decide>) {
+async fn connection<S>(mut stream: S, state: Arc<State>, decide: Arc<Decide>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf = Vec::new();
     let mut answering = true;
     loop {
         let Some(head_end) = read_until_head(&mut stream, &mut buf).await else {
             break;
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        assert!(head.starts_with("post /v1/traces "), "{head}");
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
+        let head_text = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head_text.lines();
+        let request_line = lines.next().unwrap_or_default().to_owned();
+        assert!(request_line.starts_with("POST /"), "{request_line}");
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        let json = header("content-type").is_some_and(|t| t.starts_with("application/json"));
+        let gzip = header("content-encoding") == Some("gzip");
         while buf.len() < head_end + len {
             let mut chunk = vec![0u8; 64 * 1024];
             match stream.read(&mut chunk).await {
@@ -224,8 +313,9 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, decide: Arc<Decide
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        let body = &buf[head_end..head_end + len];
-        let spans: Vec<Span> = ExportTraceServiceRequest::decode(body)
+        let request = decode(&buf[head_end..head_end + len], json, gzip);
+        let decoded = request.is_some();
+        let spans: Vec<Span> = request
             .map(|req| {
                 req.resource_spans
                     .into_iter()
@@ -237,7 +327,10 @@ async fn connection(mut stream: TcpStream, state: Arc<State>, decide: Arc<Decide
         let mut received = Received {
             at: Instant::now(),
             len,
-            body: body.to_vec(),
+            body: buf[head_end..head_end + len].to_vec(),
+            path,
+            headers,
+            decoded,
             names: spans.iter().map(|s| s.name.clone()).collect(),
             spans,
             status: None,
@@ -300,6 +393,24 @@ pub fn attributes(span: &Span) -> serde_json::Map<String, serde_json::Value> {
         .collect()
 }
 
+/// An OTLP request body, gunzipped if need be, as protobuf or JSON.
+fn decode(body: &[u8], json: bool, gzip: bool) -> Option<ExportTraceServiceRequest> {
+    let plain;
+    let body = if gzip {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out).ok()?;
+        plain = out;
+        &plain[..]
+    } else {
+        body
+    };
+    if json {
+        serde_json::from_slice(body).ok()
+    } else {
+        ExportTraceServiceRequest::decode(body).ok()
+    }
+}
+
 fn finish(state: &State) {
     state.closed.fetch_add(1, Ordering::AcqRel);
     state.changed.notify_waiters();
@@ -307,7 +418,10 @@ fn finish(state: &State) {
 
 /// Reads until `buf` holds a whole request head; returns where the body starts, or `None`
 /// once the client closed the connection.
-async fn read_until_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+async fn read_until_head<S>(stream: &mut S, buf: &mut Vec<u8>) -> Option<usize>
+where
+    S: AsyncRead + Unpin,
+{
     loop {
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             return Some(p + 4);

@@ -20,6 +20,26 @@ pub fn phoenix_url() -> String {
         .to_owned()
 }
 
+/// Phoenix's OTLP/gRPC URL: `SPANBUS_PHOENIX_GRPC_URL`, else the host of [`phoenix_url`] with
+/// the port `PHOENIX_GRPC_PORT` (default 4317), as `.ci/phoenix.sh` starts it.
+pub fn phoenix_grpc_url() -> String {
+    if let Some(url) = std::env::var("SPANBUS_PHOENIX_GRPC_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let port = std::env::var("PHOENIX_GRPC_PORT")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "4317".into());
+    let http = phoenix_url();
+    let host = authority(&http)
+        .rsplit_once(':')
+        .map_or(authority(&http), |(h, _)| h);
+    format!("http://{host}:{port}")
+}
+
 /// `host:port` of an `http://host:port` URL.
 fn authority(url: &str) -> &str {
     url.trim_start_matches("http://")
@@ -123,6 +143,45 @@ pub async fn spans_of_trace(base: &str, project: &str, trace_id: &str) -> Vec<Va
             Some(c) => cursor = Some(c.to_owned()),
             None => return out,
         }
+    }
+}
+
+/// Every span in `project` (all pages, oldest first).
+pub async fn spans_of_project(base: &str, project: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/projects/{project}/spans?limit=1000&sort=start_time&order=asc");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={}", c.replace('=', "%3D")));
+        }
+        let Ok((200, body)) = get(base, &path).await else {
+            return out;
+        };
+        let page: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        out.extend(page["data"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// Polls until `project` holds at least `count` spans, or `deadline` passes; returns what was
+/// there last.
+pub async fn wait_for_project_spans(
+    base: &str,
+    project: &str,
+    count: usize,
+    deadline: Duration,
+) -> Vec<Value> {
+    let until = Instant::now() + deadline;
+    loop {
+        let spans = spans_of_project(base, project).await;
+        if spans.len() >= count || Instant::now() >= until {
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -1,7 +1,10 @@
-//! The exporter's HTTP client: the hyper client `opentelemetry-otlp` would use by itself,
-//! wrapped to note each response's status and `Retry-After` for the export task (the OTLP
-//! client turns a non-2xx answer into an error text), and to send nothing once the exporter is
-//! closed.
+//! The exporter's HTTP client: the hyper client `opentelemetry-otlp` would use by itself (with
+//! rustls for `https://` endpoints, feature `otlp-tls`), wrapped to note each response's status
+//! and `Retry-After` for the export task (the OTLP client turns a non-2xx answer into an error
+//! text), to send nothing once the exporter is closed, and to send exactly the headers and
+//! compression the exporter resolved (opentelemetry-otlp also reads `OTEL_EXPORTER_OTLP_HEADERS`
+//! and `…_COMPRESSION` from the process environment, which the builder's settings must win
+//! over).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,10 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 
+use crate::error::OtlpError;
+
+#[cfg(feature = "otlp-gzip")]
+use super::config::Compression;
+use super::config::OtlpConfig;
 use super::export_task::Shared;
 
 /// The longest `Retry-After` honoured; a longer one (or an HTTP date far ahead, as a skewed
@@ -29,30 +37,114 @@ pub(super) enum Sent {
         status: StatusCode,
         retry_after: Option<Duration>,
     },
+    /// A gRPC server answered a status other than `OK` (`code`, as numbered by gRPC), with the
+    /// wait its `RetryInfo` asks for, and whether its message says the request was too large.
+    #[cfg_attr(not(feature = "otlp-grpc"), allow(dead_code))]
+    Grpc {
+        code: i32,
+        retry_after: Option<Duration>,
+        too_large: bool,
+    },
 }
 
 /// The hyper client, noting each exchange in the exporter's [`Shared`] state.
 #[derive(Debug)]
 pub(super) struct RecordingClient {
-    inner: HyperClient,
+    inner: Inner,
     shared: Arc<Shared>,
+    /// Every header sent besides the body's own (`content-type`, `content-encoding`) and
+    /// opentelemetry-otlp's `user-agent` (unless the settings give one).
+    headers: HeaderMap,
+    /// Whether bodies go uncompressed, even when opentelemetry-otlp compressed them because
+    /// of a variable in the process environment.
+    #[cfg(feature = "otlp-gzip")]
+    uncompressed: bool,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Plain(HyperClient),
+    #[cfg(feature = "otlp-tls")]
+    Tls(HyperClient<super::tls::HttpsConnector>),
 }
 
 impl RecordingClient {
-    /// A client whose requests time out after `timeout`.
-    pub(super) fn new(timeout: Duration, shared: Arc<Shared>) -> Self {
-        RecordingClient {
-            inner: HyperClient::with_default_connector(timeout, None),
-            shared,
+    /// A client for `config`'s endpoint, headers and timeout.
+    pub(super) fn new(config: &OtlpConfig, shared: Arc<Shared>) -> Result<Self, OtlpError> {
+        #[cfg(feature = "otlp-tls")]
+        let inner = if config.uses_tls() {
+            Inner::Tls(HyperClient::new(
+                super::tls::https_connector(config)?,
+                config.timeout,
+                None,
+            ))
+        } else {
+            Inner::Plain(HyperClient::with_default_connector(config.timeout, None))
+        };
+        #[cfg(not(feature = "otlp-tls"))]
+        let inner = Inner::Plain(HyperClient::with_default_connector(config.timeout, None));
+        let mut headers = HeaderMap::new();
+        for (k, v) in &config.headers {
+            // `resolve` checked both.
+            let name =
+                header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| OtlpError::Header {
+                    name: k.clone(),
+                    why: "not a valid header name".into(),
+                })?;
+            let value = HeaderValue::from_str(v).map_err(|_| OtlpError::Header {
+                name: k.clone(),
+                why: "the value holds characters a header cannot carry".into(),
+            })?;
+            headers.insert(name, value);
         }
+        Ok(RecordingClient {
+            inner,
+            shared,
+            headers,
+            #[cfg(feature = "otlp-gzip")]
+            uncompressed: config.compression == Compression::None,
+        })
+    }
+
+    /// The request with exactly the exporter's headers (and body encoding).
+    fn prepare(&self, request: Request<Bytes>) -> Result<Request<Bytes>, HttpError> {
+        let (mut parts, body) = request.into_parts();
+        let mut headers = self.headers.clone();
+        for name in [header::CONTENT_TYPE, header::USER_AGENT] {
+            if let Some(v) = parts.headers.remove(&name) {
+                headers.entry(name).or_insert(v);
+            }
+        }
+        let encoding = parts.headers.remove(header::CONTENT_ENCODING);
+        #[cfg(feature = "otlp-gzip")]
+        if self.uncompressed && encoding.as_ref().is_some_and(|e| e == "gzip") {
+            use std::io::Read;
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain)?;
+            parts.headers = headers;
+            return Ok(Request::from_parts(parts, Bytes::from(plain)));
+        }
+        if let Some(v) = encoding {
+            headers.insert(header::CONTENT_ENCODING, v);
+        }
+        parts.headers = headers;
+        Ok(Request::from_parts(parts, body))
     }
 
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err("the OTLP exporter is closed: the request was not sent".into());
         }
+        let request = self.prepare(request)?;
         *self.shared.sent.lock() = Some(Sent::Unanswered);
-        let response = self.inner.send_bytes(request).await?;
+        let response = match &self.inner {
+            Inner::Plain(client) => client.send_bytes(request).await,
+            #[cfg(feature = "otlp-tls")]
+            Inner::Tls(client) => client.send_bytes(request).await,
+        };
+        let response = response.inspect_err(|e| {
+            *self.shared.unanswered_because.lock() = Some(error_chain(&**e));
+        })?;
         let retry_after = response
             .headers()
             .get(http::header::RETRY_AFTER)
@@ -78,6 +170,22 @@ impl HttpClient for RecordingClient {
     {
         Box::pin(self.send(request))
     }
+}
+
+/// An error and its sources, joined by `: ` (hyper's own text is only "client error
+/// (Connect)"; the cause is in its sources).
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
 }
 
 /// The wait a `Retry-After` value asks for: delta-seconds, or an HTTP date (a date already

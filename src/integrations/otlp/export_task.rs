@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
+use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::OtlpExporterBuilder;
 use super::client::Sent;
+use super::transport::Transport;
 
 /// Why the endpoint's answer made the exporter drop a batch instead of retrying it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +22,7 @@ pub(super) enum Rejection {
     BadRequest,
     /// A single span still answered `413`, or over the OTLP client's request size limit.
     TooLarge,
-    /// Any other 4xx but 408 and 429.
+    /// Any other 4xx but 408 and 429, or a gRPC status the OTLP spec says not to retry.
     ClientError,
 }
 
@@ -43,6 +44,9 @@ pub(super) struct Shared {
     pub(super) stopped: AtomicBool,
     /// The exchange of the request being sent (see [`Sent`]); `None` until the client sends.
     pub(super) sent: Mutex<Option<Sent>>,
+    /// Why the request being sent got no answer (a connection, TLS or timeout error), which
+    /// opentelemetry-otlp's HTTP exporter reports only as "network error".
+    pub(super) unanswered_because: Mutex<Option<String>>,
     /// Whether the spans not exported yet were counted as abandoned; after that, outcomes that
     /// still come in are not counted again. Taken to count an outcome.
     settled: Mutex<bool>,
@@ -141,6 +145,33 @@ fn classify(sent: Option<Sent>) -> Verdict {
                 not_before: retry_after,
             },
         },
+        Some(Sent::Grpc {
+            code,
+            retry_after,
+            too_large,
+        }) => classify_grpc(code, retry_after, too_large),
+    }
+}
+
+/// The verdict on a gRPC status, as the OTLP specification's "Failures" section sorts them.
+fn classify_grpc(code: i32, retry_after: Option<Duration>, too_large: bool) -> Verdict {
+    if too_large {
+        return Verdict::TooLarge;
+    }
+    let retry = Verdict::Retry {
+        not_before: retry_after,
+    };
+    match code {
+        // CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS.
+        1 | 4 | 10 | 11 | 14 | 15 => retry,
+        // RESOURCE_EXHAUSTED: retried only when the server says when (`RetryInfo`).
+        8 if retry_after.is_some() => retry,
+        // INVALID_ARGUMENT: the request itself, as a 400 over HTTP.
+        3 => Verdict::Rejected(Rejection::BadRequest),
+        // UNKNOWN, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, RESOURCE_EXHAUSTED without
+        // RetryInfo, FAILED_PRECONDITION, UNIMPLEMENTED, INTERNAL, UNAUTHENTICATED, and codes
+        // gRPC does not define.
+        _ => Verdict::Rejected(Rejection::ClientError),
     }
 }
 
@@ -263,7 +294,7 @@ impl Task {
 
 /// The export task: batches from the queue, exports, retries with backoff.
 pub(super) async fn export_task(
-    exporter: opentelemetry_otlp::SpanExporter,
+    exporter: Transport,
     mut rx: mpsc::Receiver<SpanData>,
     mut control: mpsc::UnboundedReceiver<Control>,
     shared: Arc<Shared>,
@@ -320,6 +351,7 @@ pub(super) async fn export_task(
                 t.shared.retries.fetch_add(1, Ordering::AcqRel);
             }
             *t.shared.sent.lock() = None;
+            *t.shared.unanswered_because.lock() = None;
             let request_until = now + t.cfg.export_timeout;
             // The request, raced against control messages: a close cuts it at its deadline.
             let outcome = {
@@ -340,7 +372,13 @@ pub(super) async fn export_task(
             let sent = t.shared.sent.lock().take();
             match outcome {
                 Some(Ok(())) => t.judge(Verdict::Exported, None),
-                Some(Err(e)) => t.judge(classify(sent), Some(e.to_string())),
+                Some(Err(e)) => {
+                    let e = match t.shared.unanswered_because.lock().take() {
+                        Some(why) => format!("{e}: {why}"),
+                        None => e,
+                    };
+                    t.judge(classify(sent), Some(e))
+                }
                 None => t.judge(
                     Verdict::Retry { not_before: None },
                     Some("export timed out".to_owned()),
@@ -387,7 +425,7 @@ pub(super) async fn export_task(
     drop(rx);
     t.shared.abandon_the_rest();
     t.shared.stopped.store(true, Ordering::Release);
-    let _ = exporter.shutdown();
+    exporter.shutdown();
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -438,5 +476,47 @@ mod tests {
             assert_eq!(classify(answered(code, None)), retry(None), "{code}");
         }
         assert_eq!(classify(Some(Sent::Unanswered)), retry(None));
+    }
+
+    fn grpc(code: i32, retry_after: Option<u64>, too_large: bool) -> Option<Sent> {
+        Some(Sent::Grpc {
+            code,
+            retry_after: retry_after.map(Duration::from_secs),
+            too_large,
+        })
+    }
+
+    #[test]
+    fn grpc_codes_are_retried_split_or_rejected_as_the_otlp_spec_says() {
+        let retry = |s| Verdict::Retry { not_before: s };
+        // CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS.
+        for code in [1, 4, 10, 11, 14, 15] {
+            assert_eq!(classify(grpc(code, None, false)), retry(None), "{code}");
+        }
+        assert_eq!(
+            classify(grpc(14, Some(2), false)),
+            retry(Some(Duration::from_secs(2)))
+        );
+        // RESOURCE_EXHAUSTED: with RetryInfo, throttled; too large, split; else rejected.
+        assert_eq!(
+            classify(grpc(8, Some(3), false)),
+            retry(Some(Duration::from_secs(3)))
+        );
+        assert_eq!(classify(grpc(8, None, true)), Verdict::TooLarge);
+        assert_eq!(
+            classify(grpc(8, None, false)),
+            Verdict::Rejected(Rejection::ClientError)
+        );
+        assert_eq!(
+            classify(grpc(3, None, false)),
+            Verdict::Rejected(Rejection::BadRequest)
+        );
+        for code in [2, 5, 6, 7, 9, 12, 13, 16, 17, -1] {
+            assert_eq!(
+                classify(grpc(code, None, false)),
+                Verdict::Rejected(Rejection::ClientError),
+                "{code}"
+            );
+        }
     }
 }

@@ -14,10 +14,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::OtlpExporterBuilder;
 use super::export_task::{Control, Shared};
 use super::policy::Policy;
 use super::span_data::{OpenSpan, to_span_data};
+use super::{Langfuse, OtlpExporterBuilder};
+use crate::error::OtlpError;
 use crate::handler::{Handler, close_deadline};
 use crate::id::SpanId;
 use crate::integrations::openinference::OpenInference;
@@ -120,13 +121,14 @@ impl OtlpHandle {
         self.shared.last_error.lock().clone()
     }
 
-    /// The traces URL the exporter sends to.
+    /// The URL the exporter sends to: the traces URL over HTTP, the server's URL over gRPC.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 }
 
-/// A [`Handler`] that exports closed spans over OTLP/HTTP. See [the module docs](super).
+/// A [`Handler`] that exports closed spans over OTLP (HTTP or gRPC). See
+/// [the module docs](super).
 pub struct OtlpExporter {
     pub(super) open: HashMap<SpanId, OpenSpan>,
     pub(super) tx: mpsc::Sender<SpanData>,
@@ -173,6 +175,29 @@ impl OtlpExporter {
     /// Settings with their defaults.
     pub fn builder() -> OtlpExporterBuilder {
         OtlpExporterBuilder::default()
+    }
+
+    /// Settings that send to Langfuse, with the credentials and host from the environment
+    /// ([`Langfuse::from_env`]): see [`OtlpExporterBuilder::langfuse`].
+    ///
+    /// ```no_run
+    /// use spanbus::integrations::otlp::OtlpExporter;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY and (optionally) LANGFUSE_HOST are set.
+    /// let exporter = OtlpExporter::langfuse_from_env()?.service_name("my-rag-app").build()?;
+    /// spanbus::get_dispatcher("rag")?.add_handler(exporter)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`OtlpError::MissingEnv`] when `LANGFUSE_PUBLIC_KEY` or `LANGFUSE_SECRET_KEY` is unset
+    /// or empty.
+    pub fn langfuse_from_env() -> Result<OtlpExporterBuilder, OtlpError> {
+        Ok(OtlpExporterBuilder::default().langfuse(Langfuse::from_env()?))
     }
 
     /// A handle to read the counters once the exporter has been added to a dispatcher.

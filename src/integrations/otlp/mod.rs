@@ -5,8 +5,8 @@
 //! # Exporting spans
 //!
 //! Build an [`OtlpExporter`] and add it to a dispatcher like any handler. It turns every span
-//! that closes into an OTLP span and sends batches over OTLP/HTTP (protobuf) from its own
-//! task:
+//! that closes into an OTLP span and sends batches from its own task, over OTLP/HTTP (protobuf
+//! or JSON) or OTLP/gRPC, plain or over TLS (see [Transports](#transports)):
 //!
 //! - ids: the spanbus trace and span ids are the OTel ids (a root spanbus span starts a
 //!   trace; a span started under a context [extracted](crate::propagation::extract) from a
@@ -80,6 +80,9 @@
 //! - **rejected for good** (`400` and every other 4xx): the batch is dropped, never retried,
 //!   and the next batch goes out.
 //!
+//! gRPC answers get the same verdicts, by status code (see [Failure modes by
+//! transport](#failure-modes-by-transport)).
+//!
 //! What is dropped is counted by reason in [`OtlpStats::rejections`], and
 //! [`OtlpHandle::last_error`] tells the latest failure with its HTTP status. Every span that
 //! closes is accounted for exactly once:
@@ -110,6 +113,193 @@
 //! about 2.9 s with the exporter reported closed, not timed out. A request in flight at the
 //! deadline is cut off. When the close returns, the export task has ended: no request goes out
 //! after it. An exporter dropped without being closed stops its export task the same way.
+//!
+//! # Transports
+//!
+//! Each protocol but the default, TLS and gzip come with a cargo feature of spanbus, so that a
+//! build with `otlp` alone holds neither TLS nor gRPC crates. Asking for one whose feature is
+//! off makes [`build`](OtlpExporterBuilder::build) return [`OtlpError::FeatureDisabled`],
+//! naming the feature.
+//!
+//! | what | builder | variable | cargo feature | brings in |
+//! |---|---|---|---|---|
+//! | OTLP/HTTP, protobuf (default) | [`Protocol::HttpProtobuf`] | `http/protobuf` | `otlp` | opentelemetry-otlp, hyper |
+//! | OTLP/HTTP, JSON | [`Protocol::HttpJson`] | `http/json` | `otlp-json` | opentelemetry-otlp's JSON encoding (serde) |
+//! | OTLP/gRPC | [`Protocol::Grpc`] | `grpc` | `otlp-grpc` | tonic, h2, tower, tonic-types |
+//! | TLS (`https://`), any protocol | an `https://` endpoint, [`tls_ca_pem`](OtlpExporterBuilder::tls_ca_pem) | `OTEL_EXPORTER_OTLP_CERTIFICATE` | `otlp-tls` | rustls (ring), rustls-native-certs, hyper-rustls |
+//! | gzip, any protocol | [`Compression::Gzip`] | `gzip` | `otlp-gzip` | flate2 (pure Rust) |
+//!
+//! ## OTLP/HTTP with protobuf
+//!
+//! The default: a `POST` of the protobuf `ExportTraceServiceRequest` to the full traces URL,
+//! `…/v1/traces` (Phoenix: `http://127.0.0.1:6006/v1/traces`).
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::OtlpExporter;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = OtlpExporter::builder()
+//!     .endpoint("http://127.0.0.1:6006/v1/traces")
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## OTLP/HTTP with JSON
+//!
+//! The same request as JSON (OTLP's JSON mapping: ids in hex), for endpoints or proxies that
+//! take only JSON. Feature `otlp-json`.
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::{OtlpExporter, Protocol};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = OtlpExporter::builder()
+//!     .protocol(Protocol::HttpJson)
+//!     .endpoint("http://collector:4318/v1/traces")
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## OTLP/gRPC
+//!
+//! The `opentelemetry.proto.collector.trace.v1.TraceService/Export` call over HTTP/2, to the
+//! server's base URL (no path; default `http://localhost:4317`, Phoenix's gRPC port). Headers
+//! go as gRPC metadata. The channel connects on the first export and reconnects by itself.
+//! Feature `otlp-grpc`.
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::{OtlpExporter, Protocol};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = OtlpExporter::builder()
+//!     .protocol(Protocol::Grpc)
+//!     .endpoint("http://127.0.0.1:4317")
+//!     .project_name("my-rag-app")
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## TLS
+//!
+//! An `https://` endpoint, with any protocol, is reached over TLS with rustls (the ring crypto
+//! provider; no OpenSSL). The server's certificate must chain to a root the system trusts (as
+//! rustls-native-certs finds them: the platform's store, or the files `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` name) or to a CA given with [`tls_ca_pem`](OtlpExporterBuilder::tls_ca_pem),
+//! [`tls_ca_file`](OtlpExporterBuilder::tls_ca_file) or `OTEL_EXPORTER_OTLP_CERTIFICATE` (for a
+//! collector with a private CA). The system's roots are read when the exporter is built; an
+//! `http://` endpoint ignores the CA. Feature `otlp-tls`.
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::{OtlpExporter, Protocol};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = OtlpExporter::builder()
+//!     .protocol(Protocol::Grpc)
+//!     .endpoint("https://collector.internal:4317")
+//!     .tls_ca_file("/etc/collector/ca.pem")
+//!     .header("authorization", "Bearer my-token")
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## gzip
+//!
+//! [`Compression::Gzip`] compresses request bodies (`Content-Encoding: gzip` over HTTP,
+//! `grpc-encoding: gzip` over gRPC): LLM spans with prompts shrink several times. Feature
+//! `otlp-gzip`.
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::{Compression, OtlpExporter};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = OtlpExporter::builder()
+//!     .compression(Compression::Gzip)
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Langfuse
+//!
+//! [`OtlpExporterBuilder::langfuse`] and [`OtlpExporter::langfuse_from_env`] send to
+//! Langfuse's OTLP endpoint (`{host}/api/public/otel/v1/traces`, OTLP/HTTP protobuf) with
+//! Basic auth from the project's keys and `x-langfuse-ingestion-version: 4` (see [`Langfuse`]).
+//! Langfuse Cloud is `https://`: it needs `otlp-tls`.
+//!
+//! ```no_run
+//! use spanbus::integrations::otlp::{Langfuse, OtlpExporter};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // From LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY and LANGFUSE_HOST:
+//! let exporter = OtlpExporter::langfuse_from_env()?.build()?;
+//! // Or explicitly, to a self-hosted Langfuse:
+//! let exporter = OtlpExporter::builder()
+//!     .langfuse(Langfuse::new("pk-lf-…", "sk-lf-…").host("http://localhost:3000"))
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Configuration from the environment
+//!
+//! Each transport setting is the builder's when it was set, else the traces variable's, else
+//! the generic variable's, else the default (the OpenTelemetry specification's precedence:
+//! code over environment, signal-specific over generic). A variable set to an empty value is
+//! unset. [`OtlpExporterBuilder::resolve`] tells what was chosen;
+//! [`OtlpExporterBuilder::environment`] reads the variables from a given set instead of the
+//! process environment.
+//!
+//! | setting | builder | variables (traces one first) | value | default |
+//! |---|---|---|---|---|
+//! | endpoint | [`endpoint`](OtlpExporterBuilder::endpoint) | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT` | a URL; the traces one is used as is, the generic one gets `/v1/traces` for HTTP (not for gRPC) | `http://localhost:4318/v1/traces`, gRPC `http://localhost:4317` |
+//! | protocol | [`protocol`](OtlpExporterBuilder::protocol) | `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf`, `http/json`, `grpc` | `http/protobuf` |
+//! | headers | [`header`](OtlpExporterBuilder::header) | `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_HEADERS` | `key=value,key2=value2`, percent-encoded (`Authorization=Basic%20…`); the traces variable replaces the generic one; a builder header replaces one of the same name | none |
+//! | timeout | [`export_timeout`](OtlpExporterBuilder::export_timeout) | `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `OTEL_EXPORTER_OTLP_TIMEOUT` | milliseconds, at least 1 | 10 s |
+//! | compression | [`compression`](OtlpExporterBuilder::compression) | `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, `OTEL_EXPORTER_OTLP_COMPRESSION` | `gzip`, `none` | none |
+//! | extra CA | [`tls_ca_pem`](OtlpExporterBuilder::tls_ca_pem), [`tls_ca_file`](OtlpExporterBuilder::tls_ca_file) | `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CERTIFICATE` | a PEM file's path | none |
+//!
+//! A value that cannot be used (an unknown protocol, a timeout that is not a number, a header
+//! entry without `=`, a CA file that cannot be read…) is an [`OtlpError::Env`] from
+//! [`build`](OtlpExporterBuilder::build) naming the variable; it never repeats a header's
+//! value. `OTEL_EXPORTER_OTLP_INSECURE` and client certificates are not read.
+//!
+//! # Failure modes by transport
+//!
+//! Whatever the transport, a failed attempt ends in one of the verdicts of [Never blocking
+//! the application](#never-blocking-the-application): retried, split, or dropped and counted
+//! by reason in [`OtlpStats::rejections`]; [`OtlpHandle::last_error`] has the status and the
+//! cause.
+//!
+//! | transport | retried (backoff, and the server's delay if it gives one) | split in halves | dropped for good |
+//! |---|---|---|---|
+//! | OTLP/HTTP (protobuf or JSON) | no answer (connection refused, reset, DNS, request timeout), `408`, `429`, 5xx; `Retry-After` honoured | `413`; a request over 64 MiB is not sent | `400` (`bad_request`), other 4xx (`client_error`) |
+//! | OTLP/gRPC | no answer (tonic's transport errors), `UNAVAILABLE`, `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`, `DATA_LOSS`, `RESOURCE_EXHAUSTED` with `RetryInfo`; the `RetryInfo` delay honoured | `RESOURCE_EXHAUSTED` (or `OUT_OF_RANGE`) saying the message is larger than the server's limit; a request over 64 MiB is not sent | `INVALID_ARGUMENT` (`bad_request`); `RESOURCE_EXHAUSTED` without `RetryInfo`, `UNAUTHENTICATED`, `PERMISSION_DENIED`, `NOT_FOUND`, `UNIMPLEMENTED`, `INTERNAL`, `UNKNOWN` and the rest (`client_error`) |
+//!
+//! - **TLS**: a certificate the exporter does not trust (unknown CA, expired, another host
+//!   name) fails the handshake: no answer, so the batch is retried until the close deadline
+//!   and then counted `abandoned`; `last_error` names the certificate problem (for example
+//!   `invalid peer certificate: UnknownIssuer`). An extra CA that cannot be read or is not a
+//!   PEM certificate is an error from `build`, and so is a system without any root
+//!   certificate when no extra CA is given ([`OtlpError::Tls`]). Over gRPC the server must
+//!   offer HTTP/2 through ALPN (every gRPC server with TLS does).
+//! - **gzip**: an endpoint that does not take gzip answers `415` or `400` over HTTP, or
+//!   `UNIMPLEMENTED` over gRPC: dropped, with the status in `last_error`. Leave compression off
+//!   for such an endpoint.
+//! - **gRPC to an HTTP/1 port** (or OTLP/HTTP to a gRPC port) gets no OTLP answer: the
+//!   connection closes or answers in the other protocol, which counts as no answer, so the
+//!   batch is retried until the close (`last_error`: `connection closed`, `received unexpected
+//!   message from connection`); check the protocol and the port. A gRPC server that is down
+//!   gives `UNAVAILABLE` with `Connection refused`, retried the same way.
 //!
 //! # Examples
 //!
@@ -143,20 +333,32 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{Protocol, RetryPolicy, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SpanExporter as _;
 use tokio::sync::mpsc;
 
 use crate::error::OtlpError;
 
 mod client;
+mod config;
 mod export_task;
 mod exporter;
+#[cfg(feature = "otlp-grpc")]
+mod grpc;
 mod policy;
 mod span_data;
+#[cfg(feature = "otlp-tls")]
+mod tls;
+mod transport;
 
-use client::RecordingClient;
+pub use config::{
+    CERTIFICATE_ENV, COMPRESSION_ENV, Compression, DEFAULT_GRPC_ENDPOINT, HEADERS_ENV,
+    LANGFUSE_BASE_URL_ENV, LANGFUSE_DEFAULT_HOST, LANGFUSE_HOST_ENV, LANGFUSE_INGESTION_VERSION,
+    LANGFUSE_INGESTION_VERSION_HEADER, LANGFUSE_PUBLIC_KEY_ENV, LANGFUSE_SECRET_KEY_ENV,
+    LANGFUSE_TRACES_PATH, Langfuse, OtlpConfig, PROTOCOL_ENV, Protocol, TIMEOUT_ENV,
+    TRACES_CERTIFICATE_ENV, TRACES_COMPRESSION_ENV, TRACES_HEADERS_ENV, TRACES_PROTOCOL_ENV,
+    TRACES_TIMEOUT_ENV,
+};
+use config::{CaSource, EnvSource};
 use export_task::Shared;
 use export_task::export_task;
 pub use exporter::{OtlpExporter, OtlpHandle, OtlpRejections, OtlpStats};
@@ -165,14 +367,16 @@ pub use policy::{
     truncate_marked,
 };
 pub use span_data::{SPAN_NAME, attribute_value};
+use transport::Transport;
 
-/// The environment variable with the base URL of an OTLP endpoint (`/v1/traces` is appended).
+/// The environment variable with the base URL of an OTLP endpoint (`/v1/traces` is appended
+/// over HTTP; over gRPC it is used as is).
 pub const ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
 /// The environment variable with the full URL of an OTLP traces endpoint (used as is).
 pub const TRACES_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 
-/// The endpoint used when nothing is configured (the OTLP/HTTP default).
+/// The endpoint used over HTTP when nothing is configured (the OTLP/HTTP default).
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318/v1/traces";
 
 /// The resource attribute Phoenix reads the project name from.
@@ -194,8 +398,9 @@ pub fn traces_endpoint(base: &str) -> String {
     format!("{}/v1/traces", base.trim().trim_end_matches('/'))
 }
 
-/// The endpoint from the environment: [`TRACES_ENDPOINT_ENV`] as is, else
-/// [`ENDPOINT_ENV`] with `/v1/traces` appended, else `None`.
+/// The OTLP/HTTP endpoint from the process environment: [`TRACES_ENDPOINT_ENV`] as is, else
+/// [`ENDPOINT_ENV`] with `/v1/traces` appended, else `None`. (The exporter resolves its
+/// endpoint by protocol itself: see [`OtlpExporterBuilder::resolve`].)
 pub fn endpoint_from_env() -> Option<String> {
     let var = |k| {
         std::env::var(k)
@@ -229,6 +434,12 @@ pub struct OtlpExporterBuilder {
     capture_content: Option<bool>,
     redact: Option<policy::Redactor>,
     max_attribute_bytes: usize,
+    protocol: Option<Protocol>,
+    compression: Option<Compression>,
+    tls_ca: Vec<CaSource>,
+    env: EnvSource,
+    /// Whether `export_timeout` was set on the builder (then it wins over the environment).
+    export_timeout_set: bool,
 }
 
 impl Default for OtlpExporterBuilder {
@@ -252,13 +463,21 @@ impl Default for OtlpExporterBuilder {
             capture_content: None,
             redact: None,
             max_attribute_bytes: DEFAULT_MAX_ATTRIBUTE_BYTES,
+            protocol: None,
+            compression: None,
+            tls_ca: Vec::new(),
+            env: EnvSource::default(),
+            export_timeout_set: false,
         }
     }
 }
 
 impl OtlpExporterBuilder {
-    /// The full traces URL, used as is (for example `http://127.0.0.1:6006/v1/traces`).
-    /// Default: [`endpoint_from_env`], else [`DEFAULT_ENDPOINT`].
+    /// The URL requests go to, used as is: the full traces URL over HTTP (for example
+    /// `http://127.0.0.1:6006/v1/traces`), the server's URL over gRPC
+    /// (`http://127.0.0.1:4317`). Default: the `OTEL_EXPORTER_OTLP_{TRACES_,}ENDPOINT`
+    /// variables (see [the table](self#configuration-from-the-environment)), else
+    /// [`DEFAULT_ENDPOINT`] ([`DEFAULT_GRPC_ENDPOINT`] over gRPC).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
@@ -301,9 +520,12 @@ impl OtlpExporterBuilder {
         self
     }
 
-    /// The timeout of one export request (it is retried after). Default 10 s.
+    /// The timeout of one export request (it is retried after). Default:
+    /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds), else
+    /// 10 s.
     pub fn export_timeout(mut self, d: Duration) -> Self {
         self.export_timeout = d;
+        self.export_timeout_set = true;
         self
     }
 
@@ -415,6 +637,68 @@ impl OtlpExporterBuilder {
         self
     }
 
+    /// The protocol: [`Protocol::HttpProtobuf`], [`Protocol::HttpJson`] (feature
+    /// `otlp-json`) or [`Protocol::Grpc`] (feature `otlp-grpc`). Default:
+    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`, else
+    /// `http/protobuf`.
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// The compression of request bodies: [`Compression::Gzip`] needs the feature
+    /// `otlp-gzip`. Default: `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION` or
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`, else none.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+
+    /// A CA certificate (or several), PEM-encoded, trusted besides the system's roots for an
+    /// `https://` endpoint (feature `otlp-tls`): for a collector with a private CA or a
+    /// self-signed certificate. Each call adds one; any replaces
+    /// `OTEL_EXPORTER_OTLP_{TRACES_,}CERTIFICATE`.
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca.push(CaSource::Pem(pem.into()));
+        self
+    }
+
+    /// As [`tls_ca_pem`](Self::tls_ca_pem), read from a file when the exporter is built.
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca.push(CaSource::File(path.into()));
+        self
+    }
+
+    /// Reads the `OTEL_EXPORTER_OTLP_*` settings from these variables instead of the process
+    /// environment (for settings kept in a configuration file, or to ignore the environment:
+    /// give no variable). See [the table](self#configuration-from-the-environment).
+    pub fn environment<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env = EnvSource::given(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// The transport settings [`build`](Self::build) will use: each builder setting, else its
+    /// variable (the traces one, else the generic one), else its default.
+    ///
+    /// # Errors
+    ///
+    /// What [`build`](Self::build) would return for them: [`OtlpError::Env`] for a variable
+    /// with a bad value, [`OtlpError::Endpoint`], [`OtlpError::Header`] and
+    /// [`OtlpError::Tls`] (an extra CA that cannot be read) for bad builder settings,
+    /// [`OtlpError::FeatureDisabled`] for a protocol, compression or `https://` endpoint whose
+    /// cargo feature is off.
+    pub fn resolve(&self) -> Result<OtlpConfig, OtlpError> {
+        config::resolve(self)
+    }
+
     /// Builds the exporter and starts its export task on the current tokio runtime.
     ///
     /// # Errors
@@ -422,8 +706,9 @@ impl OtlpExporterBuilder {
     /// [`OtlpError::NoRuntime`] outside a tokio runtime, [`OtlpError::NoTimeDriver`] on a
     /// runtime built without its time driver (tokio prints its own "timers are disabled"
     /// message then), [`OtlpError::InvalidConfig`] for a zero batch size or queue capacity,
-    /// [`OtlpError::Build`] when the OTLP client cannot be built (for example a malformed
-    /// endpoint).
+    /// [`OtlpError::Build`] when the OTLP client cannot be built, and the errors of
+    /// [`resolve`](Self::resolve) for the transport settings (TLS setup errors, such as no
+    /// trusted root certificate on the system, come only from `build`).
     pub fn build(self) -> Result<OtlpExporter, OtlpError> {
         if self.batch_size == 0 {
             return Err(OtlpError::InvalidConfig("batch_size must be at least 1"));
@@ -433,38 +718,26 @@ impl OtlpExporterBuilder {
                 "queue_capacity must be at least 1",
             ));
         }
+        let transport_config = self.resolve()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
         if !crate::delivery::linger::has_time_driver() {
             return Err(OtlpError::NoTimeDriver);
         }
         let shared = Arc::new(Shared::default());
-        let endpoint = self
-            .endpoint
-            .clone()
-            .or_else(endpoint_from_env)
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(endpoint.clone())
-            .with_timeout(self.export_timeout)
-            .with_headers(self.headers.clone())
-            // The client it would make by itself, noting each answer's status and
-            // `Retry-After` for the export task.
-            .with_http_client(RecordingClient::new(self.export_timeout, shared.clone()))
-            // spanbus retries itself, with its own backoff and counters.
-            .with_retry_policy(RetryPolicy::disabled())
-            .build()
-            .map_err(|e| OtlpError::Build(e.to_string()))?;
+        let endpoint = transport_config.endpoint.clone();
         let mut resource = Resource::builder_empty().with_service_name(self.service_name.clone());
         if let Some(p) = &self.project_name {
             resource = resource.with_attribute(KeyValue::new(PROJECT_NAME_ATTRIBUTE, p.clone()));
         }
-        exporter.set_resource(&resource.build());
+        let exporter = Transport::new(&transport_config, &resource.build(), shared.clone())?;
+        // The timeout may come from the environment.
+        let mut this = self;
+        this.export_timeout = transport_config.timeout;
+        let this = this;
 
-        let (tx, rx) = mpsc::channel(self.queue_capacity);
+        let (tx, rx) = mpsc::channel(this.queue_capacity);
         let (control, control_rx) = mpsc::unbounded_channel();
-        let task = export_task(exporter, rx, control_rx, shared.clone(), self.clone());
+        let task = export_task(exporter, rx, control_rx, shared.clone(), this.clone());
         let on_panic = shared.clone();
         let task = runtime.spawn(async move {
             // The task holds nothing a panic could leave half-changed for anyone else.
@@ -490,8 +763,8 @@ impl OtlpExporterBuilder {
             scope: InstrumentationScope::builder("spanbus")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
-            policy: policy::Policy::resolve(&self),
-            config: self,
+            policy: policy::Policy::resolve(&this),
+            config: this,
             task: Some(task),
             closing: None,
         })
