@@ -73,7 +73,7 @@ async fn retrieve(app: &Dispatcher, question: &str) {
         str_or_query_bundle: json!({"query_str": question}),
         nodes: vec![
             typed(json!({"node": {"id_": "doc-1", "text": "spanbus ports llama-index", "metadata": {"file": "a.md"}}, "score": 0.91})),
-            typed(json!({"id": "doc-2", "content": "it exports to Phoenix", "score": 0.5})),
+            typed(json!({"node": {"id_": "doc-2", "text": "it exports to Phoenix"}, "score": 0.5})),
         ],
     })
     .await
