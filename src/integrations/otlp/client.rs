@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 
@@ -21,31 +21,11 @@ use crate::error::OtlpError;
 #[cfg(feature = "otlp-gzip")]
 use super::config::Compression;
 use super::config::OtlpConfig;
-use super::export_task::Shared;
+use super::shared::{Sent, Shared};
 
 /// The longest `Retry-After` honoured; a longer one (or an HTTP date far ahead, as a skewed
 /// clock gives) waits this long.
 pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
-
-/// What became of the last request the client was asked to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Sent {
-    /// It went out and got no answer (the connection failed, or the request timed out).
-    Unanswered,
-    /// The endpoint answered.
-    Answered {
-        status: StatusCode,
-        retry_after: Option<Duration>,
-    },
-    /// A gRPC server answered a status other than `OK` (`code`, as numbered by gRPC), with the
-    /// wait its `RetryInfo` asks for, and whether its message says the request was too large.
-    #[cfg_attr(not(feature = "otlp-grpc"), allow(dead_code))]
-    Grpc {
-        code: i32,
-        retry_after: Option<Duration>,
-        too_large: bool,
-    },
-}
 
 /// The hyper client, noting each exchange in the exporter's [`Shared`] state.
 #[derive(Debug)]
@@ -74,7 +54,7 @@ impl RecordingClient {
         #[cfg(feature = "otlp-tls")]
         let inner = if config.uses_tls() {
             Inner::Tls(HyperClient::new(
-                super::tls::https_connector(config)?,
+                super::tls::https_connector(&config.tls_ca_pem)?,
                 config.timeout,
                 None,
             ))

@@ -14,8 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::export_task::{Control, Shared};
+use super::export_task::Control;
 use super::policy::Policy;
+use super::shared::Shared;
 use super::span_data::{OpenSpan, to_span_data};
 use super::{Langfuse, OtlpExporterBuilder};
 use crate::error::OtlpError;

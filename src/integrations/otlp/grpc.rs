@@ -18,11 +18,12 @@ use tonic_types::StatusExt;
 
 use crate::error::OtlpError;
 
-use super::client::{MAX_RETRY_AFTER, Sent, error_chain};
+use super::client::{MAX_RETRY_AFTER, error_chain};
 #[cfg(feature = "otlp-gzip")]
 use super::config::Compression;
 use super::config::OtlpConfig;
-use super::export_task::Shared;
+use super::shared::Sent;
+use super::shared::Shared;
 
 /// The largest request sent, as for OTLP/HTTP (opentelemetry-otlp's limit): a batch whose
 /// encoding is larger is split, and a single span that large is dropped as too large.
@@ -62,7 +63,7 @@ impl GrpcExporter {
         #[cfg(feature = "otlp-tls")]
         let endpoint = if config.uses_tls() {
             endpoint
-                .tls_config(super::tls::tonic_tls(config)?)
+                .tls_config(super::tls::tonic_tls(&config.tls_ca_pem)?)
                 .map_err(|e| OtlpError::Tls(error_chain(&e)))?
         } else {
             endpoint

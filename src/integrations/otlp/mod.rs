@@ -345,6 +345,7 @@ mod exporter;
 #[cfg(feature = "otlp-grpc")]
 mod grpc;
 mod policy;
+mod shared;
 mod span_data;
 #[cfg(feature = "otlp-tls")]
 mod tls;
@@ -359,14 +360,15 @@ pub use config::{
     TRACES_TIMEOUT_ENV,
 };
 use config::{CaSource, EnvSource};
-use export_task::Shared;
 use export_task::export_task;
 pub use exporter::{OtlpExporter, OtlpHandle, OtlpRejections, OtlpStats};
+pub use policy::attribute_value;
 pub use policy::{
     CAPTURE_CONTENT_ENV, Conventions, DEFAULT_MAX_ATTRIBUTE_BYTES, Redact, capture_content_from,
     truncate_marked,
 };
-pub use span_data::{SPAN_NAME, attribute_value};
+use shared::Shared;
+pub use span_data::SPAN_NAME;
 use transport::Transport;
 
 /// The environment variable with the base URL of an OTLP endpoint (`/v1/traces` is appended

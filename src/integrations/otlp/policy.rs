@@ -8,7 +8,6 @@ use opentelemetry::{KeyValue, Value as OtelValue};
 use serde_json::{Map, Value};
 
 use super::OtlpExporterBuilder;
-use super::span_data::attribute_value;
 use crate::integrations::genai::{SemconvVersion, is_content};
 
 /// The environment variable that turns content capture on (`true`), as the OpenTelemetry GenAI
@@ -181,5 +180,28 @@ impl Policy {
     /// Whether the attribute `key` is content (see [`is_content`]).
     pub(super) fn is_content(&self, key: &str) -> bool {
         is_content(key)
+    }
+}
+
+/// A JSON value as an OTel attribute value: scalars as themselves, the rest JSON-encoded.
+/// NUL characters are replaced (some backends cannot store them).
+pub fn attribute_value(v: &Value) -> OtelValue {
+    let clean = |s: &str| {
+        if s.contains('\0') {
+            s.replace('\0', "\u{fffd}")
+        } else {
+            s.to_owned()
+        }
+    };
+    match v {
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.into(),
+            (None, Some(f)) => f.into(),
+            (None, None) => n.to_string().into(),
+        },
+        Value::String(s) => clean(s).into(),
+        Value::Null => "null".into(),
+        other => clean(&other.to_string()).into(),
     }
 }

@@ -12,7 +12,7 @@ use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value as
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use serde_json::Value;
 
-use super::policy::Policy;
+use super::policy::{Policy, attribute_value};
 use crate::context::{SpanContext, Tags};
 use crate::id::SpanId;
 use crate::integrations::genai::GenAiSpan;
@@ -38,29 +38,6 @@ pub(super) struct OpenSpan {
     pub(super) max_events: usize,
     pub(super) semantics: OpenInference,
     pub(super) llm: LlmSummary,
-}
-
-/// A JSON value as an OTel attribute value: scalars as themselves, the rest JSON-encoded.
-/// NUL characters are replaced (some backends cannot store them).
-pub fn attribute_value(v: &Value) -> OtelValue {
-    let clean = |s: &str| {
-        if s.contains('\0') {
-            s.replace('\0', "\u{fffd}")
-        } else {
-            s.to_owned()
-        }
-    };
-    match v {
-        Value::Bool(b) => (*b).into(),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => i.into(),
-            (None, Some(f)) => f.into(),
-            (None, None) => n.to_string().into(),
-        },
-        Value::String(s) => clean(s).into(),
-        Value::Null => "null".into(),
-        other => clean(&other.to_string()).into(),
-    }
 }
 
 /// The attributes of one span as they are built: the first value of a key wins, content

@@ -9,8 +9,6 @@ use rustls::pki_types::pem::PemObject;
 
 use crate::error::OtlpError;
 
-use super::config::OtlpConfig;
-
 /// The certificates in a PEM text; an error when there is none or one cannot be parsed.
 pub(super) fn parse_ca_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
@@ -29,13 +27,13 @@ pub(super) fn parse_ca_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, S
 }
 
 /// The system's roots (as rustls-native-certs finds them: the platform's store, or the files
-/// `SSL_CERT_FILE` / `SSL_CERT_DIR` name) and the extra CA certificates of `config`.
-pub(super) fn root_store(config: &OtlpConfig) -> Result<RootCertStore, OtlpError> {
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR` name) and the extra CA certificates in `extra_ca_pem`.
+pub(super) fn root_store(extra_ca_pem: &[u8]) -> Result<RootCertStore, OtlpError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
-    if !config.tls_ca_pem.is_empty() {
-        for cert in parse_ca_pem(&config.tls_ca_pem).map_err(OtlpError::Tls)? {
+    if !extra_ca_pem.is_empty() {
+        for cert in parse_ca_pem(extra_ca_pem).map_err(OtlpError::Tls)? {
             roots
                 .add(cert)
                 .map_err(|e| OtlpError::Tls(format!("an extra CA certificate: {e}")))?;
@@ -70,8 +68,8 @@ pub(super) fn client_config(roots: RootCertStore) -> Result<rustls::ClientConfig
 pub(super) type HttpsConnector =
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 
-pub(super) fn https_connector(config: &OtlpConfig) -> Result<HttpsConnector, OtlpError> {
-    let tls = client_config(root_store(config)?)?;
+pub(super) fn https_connector(extra_ca_pem: &[u8]) -> Result<HttpsConnector, OtlpError> {
+    let tls = client_config(root_store(extra_ca_pem)?)?;
     Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
@@ -82,8 +80,8 @@ pub(super) fn https_connector(config: &OtlpConfig) -> Result<HttpsConnector, Otl
 /// tonic's TLS settings with the same roots (tonic adds the `h2` ALPN itself).
 #[cfg(feature = "otlp-grpc")]
 pub(super) fn tonic_tls(
-    config: &OtlpConfig,
+    extra_ca_pem: &[u8],
 ) -> Result<tonic::transport::ClientTlsConfig, OtlpError> {
-    let roots = root_store(config)?;
+    let roots = root_store(extra_ca_pem)?;
     Ok(tonic::transport::ClientTlsConfig::new().trust_anchors(roots.roots))
 }

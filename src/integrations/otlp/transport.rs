@@ -12,7 +12,7 @@ use crate::error::OtlpError;
 
 use super::client::RecordingClient;
 use super::config::{Compression, OtlpConfig, Protocol};
-use super::export_task::Shared;
+use super::shared::Shared;
 
 /// Sends batches over the configured protocol. After a failed export, `Shared::sent` tells
 /// what the endpoint answered.
