@@ -49,6 +49,8 @@ mod spans_reach_a_loopback_tls_endpoint_whose_ca_the_exporter_is_given;
 mod the_langfuse_preset_sends_basic_auth_and_the_ingestion_version_with_every_span;
 #[cfg(feature = "otlp")]
 mod the_main_examples_traces_read_back_from_mlflow_with_models_and_token_usage;
+#[cfg(feature = "otlp-grpc")]
+mod the_main_examples_traces_read_back_from_phoenix_over_grpc;
 #[cfg(feature = "otlp")]
 mod the_otlp_exporter_never_blocks_counts_overflow_exactly_and_resumes_when_the_endpoint_returns;
 #[cfg(feature = "tracing")]
