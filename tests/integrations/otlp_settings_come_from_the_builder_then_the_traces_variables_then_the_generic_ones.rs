@@ -369,3 +369,19 @@ async fn an_exporter_configured_only_by_variables_sends_where_and_how_they_say()
     assert_eq!(endpoint.accepted_spans().len(), 20);
     assert_eq!(handle.stats().exported, 20);
 }
+
+#[test]
+fn the_builders_debug_shows_header_names_not_their_values() {
+    let builder = OtlpExporter::builder()
+        .langfuse(spanbus::integrations::otlp::Langfuse::new(
+            "pk-lf-1234",
+            "sk-lf-secret",
+        ))
+        .header("x-api-key", "key-value-9");
+    let shown = format!("{builder:?}");
+    println!("{shown}");
+    assert!(shown.contains("authorization") && shown.contains("x-api-key"));
+    for secret in ["sk-lf-secret", "key-value-9", "Basic "] {
+        assert!(!shown.contains(secret), "{secret:?} in {shown}");
+    }
+}

@@ -6,7 +6,6 @@
 //! `.ci/mlflow-tests.sh`, which builds the example first (ignored otherwise).
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -14,6 +13,7 @@ use spanbus::Dispatcher;
 use spanbus::events::{EmbeddingEndEvent, EmbeddingStartEvent, LLMChatEndEvent, LLMChatStartEvent};
 use spanbus::integrations::otlp::OtlpExporter;
 
+use crate::support::example::{example_binary, figure};
 use crate::support::mlflow::{
     attributes_of, create_experiment, get_trace, require_mlflow, search_traces,
 };
@@ -21,31 +21,6 @@ use crate::support::phoenix::unique_project;
 use crate::support::typed;
 
 const TEST: &str = "the_main_examples_traces_read_back_from_mlflow";
-
-/// The example's binary, built beside this test binary (`target/<profile>/examples/`).
-fn example_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    let path = profile_dir
-        .join("examples")
-        .join(format!("rag_pipeline{}", std::env::consts::EXE_SUFFIX));
-    path.exists().then_some(path)
-}
-
-/// The number in the example's output line that starts with `prefix` (`spans      476 ...`).
-fn figure(output: &str, prefix: &str) -> Option<u64> {
-    output
-        .lines()
-        .map(str::trim_start)
-        .filter_map(|l| l.strip_prefix(prefix))
-        .find_map(|rest| {
-            rest.split_whitespace()
-                .next()?
-                .trim_end_matches(':')
-                .parse()
-                .ok()
-        })
-}
 
 /// MLflow loads what it needs to store an OTLP trace lazily — the translators, the chat
 /// message formats, a price table for the token costs — on the first request that needs each,

@@ -6,42 +6,16 @@
 //! `.ci/phoenix-tests.sh`, which builds the example first (ignored otherwise).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::example::{example_binary, figure};
 use crate::support::phoenix::{
     phoenix_grpc_url, require_phoenix, unique_project, wait_for_project_spans,
 };
 
 const TEST: &str = "the_main_examples_traces_read_back_from_phoenix_over_grpc";
-
-/// The example's binary, built beside this test binary (`target/<profile>/examples/`).
-fn example_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe
-        .parent()?
-        .parent()?
-        .join("examples")
-        .join(format!("rag_pipeline{}", std::env::consts::EXE_SUFFIX));
-    path.exists().then_some(path)
-}
-
-/// The number in the example's output line that starts with `prefix` (`spans      476 ...`).
-fn figure(output: &str, prefix: &str) -> Option<u64> {
-    output
-        .lines()
-        .map(str::trim_start)
-        .filter_map(|l| l.strip_prefix(prefix))
-        .find_map(|rest| {
-            rest.split_whitespace()
-                .next()?
-                .trim_end_matches(':')
-                .parse()
-                .ok()
-        })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a running Phoenix and the built example: bash .ci/phoenix-tests.sh"]

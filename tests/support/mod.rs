@@ -4,6 +4,7 @@
 //! - [`recorder`]: a handler that records everything it sees, a numbered event, `wait_until`;
 //! - [`spans`]: handlers that record closed spans and events, and per-span end counts;
 //! - [`chromium`]: headless Chromium, for the HTML page;
+//! - [`example`]: the main example's binary and the figures of its output;
 //! - [`otlp_endpoint`]: a loopback OTLP/HTTP endpoint (plain or TLS) that decodes what it
 //!   receives (protobuf or JSON, gzip or not) and answers what a test tells it (a status,
 //!   `Retry-After`, or nothing);
@@ -16,6 +17,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod chromium;
+pub mod example;
 pub mod grpc_endpoint;
 pub mod mlflow;
 pub mod otlp_endpoint;

@@ -414,6 +414,33 @@ pub fn endpoint_from_env() -> Option<String> {
         .or_else(|| var(ENDPOINT_ENV).map(|v| traces_endpoint(&v)))
 }
 
+/// The builder's headers: their `Debug` shows the names only, as [`OtlpConfig`]'s does (values
+/// carry credentials, such as the Langfuse preset's Basic auth).
+#[derive(Clone, Default)]
+struct HeaderSettings(HashMap<String, String>);
+
+impl std::ops::Deref for HeaderSettings {
+    type Target = HashMap<String, String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for HeaderSettings {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl std::fmt::Debug for HeaderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_list().entries(names).finish()
+    }
+}
+
 /// Settings of an [`OtlpExporter`]; start with [`OtlpExporter::builder`].
 #[derive(Debug, Clone)]
 #[must_use = "call .build() to make the exporter"]
@@ -421,7 +448,7 @@ pub struct OtlpExporterBuilder {
     endpoint: Option<String>,
     project_name: Option<String>,
     service_name: String,
-    headers: HashMap<String, String>,
+    headers: HeaderSettings,
     batch_size: usize,
     queue_capacity: usize,
     scheduled_delay: Duration,
@@ -450,7 +477,7 @@ impl Default for OtlpExporterBuilder {
             endpoint: None,
             project_name: None,
             service_name: "spanbus".into(),
-            headers: HashMap::new(),
+            headers: HeaderSettings::default(),
             batch_size: 512,
             queue_capacity: 4096,
             scheduled_delay: Duration::from_millis(500),
