@@ -13,7 +13,7 @@ use spanbus::Dispatcher;
 use spanbus::events::{EmbeddingEndEvent, EmbeddingStartEvent, LLMChatEndEvent, LLMChatStartEvent};
 use spanbus::integrations::otlp::OtlpExporter;
 
-use crate::support::example::{example_binary, figure};
+use crate::support::example::run_example;
 use crate::support::mlflow::{
     attributes_of, create_experiment, get_trace, require_mlflow, search_traces,
 };
@@ -111,50 +111,21 @@ async fn the_main_examples_traces_read_back_from_mlflow() {
     let Some(base) = require_mlflow(TEST).await else {
         return;
     };
-    let Some(example) = example_binary() else {
-        let why = "the example is not built (cargo build --all-features --example rag_pipeline)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{TEST}: {why}; CI is set, so this is a failure, not a skip");
-        }
-        eprintln!("SKIPPED {TEST}: {why}");
-        return;
-    };
     warm_up(&base).await;
     let experiment = create_experiment(&base, &unique_project("spanbus-rag")).await;
 
-    let started = Instant::now();
-    let output = tokio::process::Command::new(&example)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &base)
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .env("MLFLOW_EXPERIMENT_ID", &experiment)
-        .output()
-        .await
-        .expect("run the example");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stdout,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let otlp_line = stdout
-        .lines()
-        .find(|l| l.starts_with("OTLP:"))
-        .unwrap_or("");
-    println!(
-        "example ran in {:?}; {}",
-        started.elapsed(),
-        stdout
-            .lines()
-            .filter(|l| l.starts_with("  queries ") || l.starts_with("  spans "))
-            .chain([otlp_line])
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
-    let queries = figure(&stdout, "queries").expect("the example's queries line") as usize;
-    let recorded = figure(&stdout, "spans").expect("the example's spans line") as usize;
-    let exported = figure(&stdout, "OTLP:").expect("the example's OTLP line") as usize;
-    assert_eq!(exported, recorded, "{otlp_line}");
+    let Some(ran) = run_example(
+        TEST,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", base.as_str()),
+            ("MLFLOW_EXPERIMENT_ID", experiment.as_str()),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let (queries, recorded) = (ran.queries, ran.recorded);
 
     // MLflow stores what it receives as it receives it; wait until every trace is there.
     let until = Instant::now() + Duration::from_secs(60);

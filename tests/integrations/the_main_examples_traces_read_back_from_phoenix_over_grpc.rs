@@ -6,11 +6,11 @@
 //! `.ci/phoenix-tests.sh`, which builds the example first (ignored otherwise).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::example::{example_binary, figure};
+use crate::support::example::run_example;
 use crate::support::phoenix::{
     phoenix_grpc_url, require_phoenix, unique_project, wait_for_project_spans,
 };
@@ -23,41 +23,21 @@ async fn the_main_examples_traces_read_back_from_phoenix_over_grpc() {
     let Some(base) = require_phoenix(TEST).await else {
         return;
     };
-    let Some(example) = example_binary() else {
-        let why = "the example is not built (cargo build --all-features --example rag_pipeline)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{TEST}: {why}; CI is set, so this is a failure, not a skip");
-        }
-        eprintln!("SKIPPED {TEST}: {why}");
+    let project = unique_project("spanbus-rag-grpc");
+    let grpc = phoenix_grpc_url();
+    let Some(ran) = run_example(
+        TEST,
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
+            ("PHOENIX_PROJECT_NAME", project.as_str()),
+        ],
+    )
+    .await
+    else {
         return;
     };
-    let project = unique_project("spanbus-rag-grpc");
-    let started = Instant::now();
-    let output = tokio::process::Command::new(&example)
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", phoenix_grpc_url())
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        .env("PHOENIX_PROJECT_NAME", &project)
-        .output()
-        .await
-        .expect("run the example");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stdout,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let otlp_line = stdout
-        .lines()
-        .find(|l| l.starts_with("OTLP:"))
-        .unwrap_or("");
-    println!("example ran in {:?}; {otlp_line}", started.elapsed());
-    let queries = figure(&stdout, "queries").expect("the example's queries line") as usize;
-    let recorded = figure(&stdout, "spans").expect("the example's spans line") as usize;
-    let exported = figure(&stdout, "OTLP:").expect("the example's OTLP line") as usize;
-    assert_eq!(exported, recorded, "{otlp_line}");
+    let (queries, recorded) = (ran.queries, ran.recorded);
 
     let spans = wait_for_project_spans(&base, &project, recorded, Duration::from_secs(90)).await;
     let ids: BTreeSet<&str> = spans
